@@ -1,0 +1,44 @@
+# One-command setup: every target installs what it needs into .venv first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null || echo /opt/wheels)
+
+export HNSWLIB_NO_NATIVE := 1
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test demo lab bench postgres lint
+
+install: $(STAMP)
+
+# torch is pinned and installed first so the resolver never pulls the CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	$(VENV)/bin/uv pip install -q --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'
+	touch $(STAMP)
+
+# The PostgreSQL server the store tests run against (tests skip, saying why, without it).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "note: PostgreSQL could not be installed; its tests will be skipped"; }
+
+test: install postgres
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m llmops_nb.cli demo
+
+lab: install
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --LabApp.news_url=None $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+bench: install
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check llmops_nb tests benchmarks

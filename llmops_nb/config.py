@@ -1,0 +1,88 @@
+"""The one place that reads environment variables and paths, and holds the settings.
+
+Kept import-light: `%load_ext llmops_nb` reads it, and must stay fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidName
+
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Validate a user-chosen name (project, prompt, alias, dataset...)."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidName(
+            f"invalid {kind} name {name!r}: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or '_' (no spaces or slashes)"
+        )
+    return name
+
+
+def home() -> Path:
+    """The user's data dir: LLMOPS_NB_HOME, else ~/.llmops_nb."""
+    return Path(os.environ.get("LLMOPS_NB_HOME") or Path.home() / ".llmops_nb")
+
+
+def store_url() -> str:
+    """The shared store's SQLAlchemy URL: LLMOPS_NB_STORE, else SQLite under home()."""
+    url = os.environ.get("LLMOPS_NB_STORE")
+    if url:
+        return url
+    return f"sqlite:///{home() / 'store.db'}"
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL, for messages and banners."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def author() -> str:
+    """Who is writing: LLMOPS_NB_USER, else the OS user."""
+    name = os.environ.get("LLMOPS_NB_USER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (some containers)
+        return "unknown"
+
+
+def notebook_path() -> str | None:
+    """The notebook this kernel runs, when the frontend tells us (JupyterLab, VS Code)."""
+    return os.environ.get("JPY_SESSION_NAME") or os.environ.get("LLMOPS_NB_NOTEBOOK") or None
+
+
+def otlp_endpoint() -> str | None:
+    return os.environ.get("LLMOPS_NB_OTLP_ENDPOINT") or None
+
+
+@dataclass
+class Settings:
+    """Process-wide settings; `%config LLMOps.<name>` writes these."""
+
+    project: str = field(default_factory=lambda: os.environ.get("LLMOPS_NB_PROJECT") or "default")
+    default_model: str = field(default_factory=lambda: os.environ.get("LLMOPS_NB_MODEL", ""))
+    concurrency: int = 8
+    cache: bool = True
+    display: bool = True
+
+
+settings = Settings()
+
+
+def set_project(name: str) -> str:
+    """Make NAME the current project for this process."""
+    settings.project = check_name("project", name)
+    return name
+
+
+def current_project() -> str:
+    return settings.project

@@ -1,0 +1,30 @@
+"""User-facing errors: one clear message each, shown without a traceback in notebooks."""
+
+from __future__ import annotations
+
+
+class LLMOpsError(Exception):
+    """Base class: bad input or an unavailable resource, explained in one message."""
+
+
+class InvalidName(LLMOpsError, ValueError):
+    pass
+
+
+class NotFound(LLMOpsError, LookupError):
+    """An unknown prompt, version, alias, dataset, run or trace."""
+
+
+class PromptSyntaxError(LLMOpsError, ValueError):
+    """Malformed front matter, an unknown key or role marker, or a template syntax error."""
+
+
+class MissingVariable(LLMOpsError, KeyError):
+    """Rendering a template without a variable it uses."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreUnavailable(LLMOpsError, ConnectionError):
+    """The experiment store cannot be opened or reached."""

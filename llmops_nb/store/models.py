@@ -1,0 +1,323 @@
+"""The whole data model of the shared experiment store, as SQLModel tables.
+
+Times are timezone-aware UTC datetimes; span clocks are integer nanoseconds since the epoch
+(OpenTelemetry's unit). Trace and span ids are OpenTelemetry hex strings; every other
+id is an integer. Spans carry no foreign key to their trace because the batching
+exporter may write a trace's children before its root.
+
+Changing a table means adding a migration under `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "project"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- prompts -------------------------------------------------------------------------
+
+
+class Prompt(SQLModel, table=True):
+    __tablename__ = "prompt"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PromptVersion(SQLModel, table=True):
+    __tablename__ = "prompt_version"
+    __table_args__ = (
+        UniqueConstraint("prompt_id", "version"),
+        Index("ix_prompt_version_hash", "prompt_id", "hash"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id")
+    version: int
+    hash: str  # sha256 of the normalized template, model and parameters
+    template: str = Field(sa_type=Text)
+    model: Optional[str] = None
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # front matter that is not part of the identity: description, sample, inputs
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    variables: list[str] = Field(default_factory=list, sa_type=JSON)
+    message: Optional[str] = None
+    author: str = ""
+    notebook_path: Optional[str] = None
+    parent_id: Optional[int] = Field(default=None, foreign_key="prompt_version.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PromptAlias(SQLModel, table=True):
+    __tablename__ = "prompt_alias"
+    __table_args__ = (UniqueConstraint("prompt_id", "alias"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id")
+    alias: str
+    version_id: int = Field(foreign_key="prompt_version.id")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AliasEvent(SQLModel, table=True):
+    """Audit log: every move of an alias, who made it, from which version to which."""
+
+    __tablename__ = "alias_event"
+    __table_args__ = (Index("ix_alias_event_prompt_alias", "prompt_id", "alias", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id")
+    alias: str
+    action: str  # "set" or "rollback"
+    from_version_id: Optional[int] = Field(default=None, foreign_key="prompt_version.id")
+    to_version_id: int = Field(foreign_key="prompt_version.id")
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- datasets ------------------------------------------------------------------------
+
+
+class Dataset(SQLModel, table=True):
+    __tablename__ = "dataset"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DatasetVersion(SQLModel, table=True):
+    __tablename__ = "dataset_version"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version"),
+        Index("ix_dataset_version_hash", "dataset_id", "hash"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id")
+    version: int
+    hash: str  # sha256 of the rows' canonical content
+    n_rows: int
+    columns: list[str] = Field(default_factory=list, sa_type=JSON)
+    data: bytes = Field(sa_type=LargeBinary)  # the rows as Parquet
+    source: Optional[str] = None
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- evaluations ---------------------------------------------------------------------
+
+
+class EvalRun(SQLModel, table=True):
+    __tablename__ = "eval_run"
+    __table_args__ = (Index("ix_eval_run_project_created", "project_id", "created_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    status: str = "running"  # running, done, failed, interrupted
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    dataset_version_id: Optional[int] = Field(default=None, foreign_key="dataset_version.id")
+    baseline_run_id: Optional[int] = Field(default=None, foreign_key="eval_run.id")
+    n_cells: int = 0
+    author: str = ""
+    notebook_path: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: Optional[datetime] = None
+
+
+class EvalResult(SQLModel, table=True):
+    """One prompt x model x data row of a run; the unique key makes --resume idempotent."""
+
+    __tablename__ = "eval_result"
+    __table_args__ = (UniqueConstraint("run_id", "prompt_ref", "model_label", "row_index"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="eval_run.id", index=True)
+    prompt_ref: str
+    prompt_version_id: Optional[int] = Field(default=None, foreign_key="prompt_version.id")
+    model: str
+    model_label: str
+    row_index: int
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    expected: Optional[str] = Field(default=None, sa_type=Text)
+    output: Optional[str] = Field(default=None, sa_type=Text)
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    scores: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    latency_ms: Optional[float] = None
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    cost: Optional[float] = None
+    cached: bool = False
+    trace_id: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- traces --------------------------------------------------------------------------
+
+
+class Trace(SQLModel, table=True):
+    __tablename__ = "trace"
+    __table_args__ = (
+        Index("ix_trace_project_start", "project_id", "start_ns"),
+        Index("ix_trace_project_name", "project_id", "name"),
+    )
+
+    id: str = Field(primary_key=True)  # OpenTelemetry trace id, 32 hex digits
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    status: str = "ok"  # ok or error
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    start_ns: int = Field(sa_type=BigInteger)
+    end_ns: Optional[int] = Field(default=None, sa_type=BigInteger)
+    n_spans: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    notebook_path: Optional[str] = None
+
+
+class Span(SQLModel, table=True):
+    __tablename__ = "span"
+    __table_args__ = (Index("ix_span_trace_start", "trace_id", "start_ns"),)
+
+    id: str = Field(primary_key=True)  # OpenTelemetry span id, 16 hex digits
+    trace_id: str
+    parent_id: Optional[str] = None
+    name: str
+    kind: str = "chain"  # llm, chain, tool, retriever, embedding, ...
+    status: str = "ok"
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    start_ns: int = Field(sa_type=BigInteger)
+    end_ns: int = Field(sa_type=BigInteger)
+    inputs: Optional[Any] = Field(default=None, sa_type=JSON)
+    outputs: Optional[Any] = Field(default=None, sa_type=JSON)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class Feedback(SQLModel, table=True):
+    __tablename__ = "feedback"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    trace_id: str = Field(index=True)
+    span_id: Optional[str] = None
+    score: int  # +1 thumbs up, -1 thumbs down
+    comment: Optional[str] = Field(default=None, sa_type=Text)
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- fine-tunes and the model registry ---------------------------------------------
+
+
+class FinetuneJob(SQLModel, table=True):
+    __tablename__ = "finetune_job"
+    __table_args__ = (Index("ix_finetune_job_project_created", "project_id", "created_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    base: str
+    method: str  # lora, qlora, full
+    backend: str  # unsloth, peft
+    status: str = "queued"  # queued, running, done, failed, cancelled
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    data_hash: Optional[str] = None
+    prompt_version_id: Optional[int] = Field(default=None, foreign_key="prompt_version.id")
+    target: Optional[str] = None
+    output_dir: Optional[str] = None
+    pid: Optional[int] = None
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+
+class FinetuneMetric(SQLModel, table=True):
+    __tablename__ = "finetune_metric"
+    __table_args__ = (Index("ix_finetune_metric_job_step", "job_id", "step"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="finetune_job.id")
+    step: int
+    epoch: Optional[float] = None
+    loss: Optional[float] = None
+    lr: Optional[float] = None
+    extra: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RegisteredModel(SQLModel, table=True):
+    """The model registry: a usable `local/<name>` with its lineage."""
+
+    __tablename__ = "registered_model"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    version: int
+    base: str
+    adapter_path: Optional[str] = None
+    backend: Optional[str] = None
+    job_id: Optional[int] = Field(default=None, foreign_key="finetune_job.id")
+    data_hash: Optional[str] = None
+    prompt_version_id: Optional[int] = Field(default=None, foreign_key="prompt_version.id")
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- retrieval and caching -----------------------------------------------------------
+
+
+class VectorIndex(SQLModel, table=True):
+    """An hnswlib index stored with its project (the index file and the texts)."""
+
+    __tablename__ = "vector_index"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    embed_model: str
+    dim: int
+    n_items: int
+    texts: list[str] = Field(default_factory=list, sa_type=JSON)
+    index_data: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CacheEntry(SQLModel, table=True):
+    """Response cache: sha256 of (model, messages, parameters) -> the response."""
+
+    __tablename__ = "response_cache"
+
+    key: str = Field(primary_key=True)
+    model: str
+    response: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+    hits: int = 0

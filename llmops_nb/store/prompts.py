@@ -1,0 +1,279 @@
+"""Queries for prompts, versions, aliases and the alias audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from ..errors import NotFound
+from . import models as m
+from .base import StoreBase
+from .models import utcnow
+
+
+class PromptQueries(StoreBase):
+    def _prompt(self, s: Session, project: str, name: str, lock: bool = False) -> m.Prompt:
+        """The prompt row; the project id must already be known (no nested write)."""
+        project_id = self._project_ids.get(project) or self.project_id(project)
+        query = select(m.Prompt).where(m.Prompt.project_id == project_id, m.Prompt.name == name)
+        prompt = s.exec(query.with_for_update() if lock else query).first()
+        if prompt is None:
+            known = s.exec(
+                select(m.Prompt.name)
+                .where(m.Prompt.project_id == project_id)
+                .order_by(m.Prompt.name)
+                .limit(10)
+            ).all()
+            hint = f"known prompts: {', '.join(known)}" if known else "it has no prompts yet"
+            raise NotFound(
+                f"unknown prompt {name!r} in project {project!r} ({hint}); "
+                "create it with %%prompt or lo.register_prompt"
+            )
+        return prompt
+
+    def add_prompt_version(
+        self, project: str, name: str, **fields: Any
+    ) -> tuple[m.PromptVersion, bool]:
+        """Append a version unless the latest has the same hash; returns (version, created)."""
+        project_id = self.project_id(project)
+
+        def add(s: Session) -> tuple[m.PromptVersion, bool]:
+            prompt = s.exec(
+                select(m.Prompt)
+                .where(m.Prompt.project_id == project_id, m.Prompt.name == name)
+                .with_for_update()
+            ).first()
+            if prompt is None:
+                prompt = m.Prompt(project_id=project_id, name=name)
+                s.add(prompt)
+                s.flush()
+            latest = s.exec(
+                select(m.PromptVersion)
+                .where(m.PromptVersion.prompt_id == prompt.id)
+                .order_by(m.PromptVersion.version.desc())  # type: ignore[attr-defined]
+                .limit(1)
+            ).first()
+            if latest is not None and latest.hash == fields["hash"]:
+                return latest, False
+            row = m.PromptVersion(
+                prompt_id=prompt.id,
+                version=(latest.version + 1) if latest else 1,
+                parent_id=latest.id if latest else None,
+                **fields,
+            )
+            prompt.updated_at = utcnow()
+            s.add(row)
+            s.add(prompt)
+            s.flush()
+            return row, True
+
+        return self.write(add)
+
+    def prompt_version(
+        self, project: str, name: str, version: int | None = None
+    ) -> m.PromptVersion:
+        """One version (the latest when version is None)."""
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            query = select(m.PromptVersion).where(m.PromptVersion.prompt_id == prompt.id)
+            if version is None:
+                query = query.order_by(m.PromptVersion.version.desc()).limit(1)  # type: ignore[attr-defined]
+            else:
+                query = query.where(m.PromptVersion.version == version)
+            row = s.exec(query).first()
+            if row is None:
+                latest = s.exec(
+                    select(func.max(m.PromptVersion.version)).where(
+                        m.PromptVersion.prompt_id == prompt.id
+                    )
+                ).first()
+                raise NotFound(f"prompt {name!r} has no version {version} (latest is v{latest})")
+            return row
+
+    def prompt_version_by_id(self, version_id: int) -> m.PromptVersion:
+        with self.session() as s:
+            row = s.get(m.PromptVersion, version_id)
+            if row is None:
+                raise NotFound(f"no prompt version with id {version_id}")
+            return row
+
+    def prompt_versions(self, project: str, name: str) -> list[m.PromptVersion]:
+        """All versions of a prompt, oldest first."""
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            return list(
+                s.exec(
+                    select(m.PromptVersion)
+                    .where(m.PromptVersion.prompt_id == prompt.id)
+                    .order_by(m.PromptVersion.version)
+                )
+            )
+
+    def prompt_aliases(self, project: str, name: str) -> dict[str, int]:
+        """alias -> version number."""
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            rows = s.exec(
+                select(m.PromptAlias.alias, m.PromptVersion.version)
+                .join(m.PromptVersion, m.PromptVersion.id == m.PromptAlias.version_id)
+                .where(m.PromptAlias.prompt_id == prompt.id)
+                .order_by(m.PromptAlias.alias)
+            )
+            return {alias: version for alias, version in rows}
+
+    def resolve_alias(self, project: str, name: str, alias: str) -> m.PromptVersion:
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            row = s.exec(
+                select(m.PromptVersion)
+                .join(m.PromptAlias, m.PromptAlias.version_id == m.PromptVersion.id)
+                .where(m.PromptAlias.prompt_id == prompt.id, m.PromptAlias.alias == alias)
+            ).first()
+        if row is None:
+            known = self.prompt_aliases(project, name)
+            hint = f"its aliases: {', '.join(known)}" if known else "it has no aliases"
+            raise NotFound(
+                f"prompt {name!r} has no alias {alias!r} ({hint}); "
+                f"set one with %prompt alias {name} {alias} VERSION"
+            )
+        return row
+
+    def list_prompts(self, project: str) -> list[dict[str, Any]]:
+        """One dict per prompt: name, latest, aliases, updated."""
+        project_id = self.project_id(project)
+        with self.session() as s:
+            latest = dict(
+                s.exec(
+                    select(m.PromptVersion.prompt_id, func.max(m.PromptVersion.version))
+                    .join(m.Prompt, m.Prompt.id == m.PromptVersion.prompt_id)
+                    .where(m.Prompt.project_id == project_id)
+                    .group_by(m.PromptVersion.prompt_id)
+                ).all()
+            )
+            aliases: dict[int, list[str]] = {}
+            for prompt_id, alias, version in s.exec(
+                select(m.PromptAlias.prompt_id, m.PromptAlias.alias, m.PromptVersion.version)
+                .join(m.PromptVersion, m.PromptVersion.id == m.PromptAlias.version_id)
+                .join(m.Prompt, m.Prompt.id == m.PromptAlias.prompt_id)
+                .where(m.Prompt.project_id == project_id)
+                .order_by(m.PromptAlias.alias)
+            ):
+                aliases.setdefault(prompt_id, []).append(f"{alias}=v{version}")
+            prompts = s.exec(
+                select(m.Prompt).where(m.Prompt.project_id == project_id).order_by(m.Prompt.name)
+            ).all()
+            return [
+                {
+                    "name": p.name,
+                    "latest": latest.get(p.id),
+                    "aliases": ", ".join(aliases.get(p.id or 0, [])),
+                    "updated": p.updated_at,
+                }
+                for p in prompts
+            ]
+
+    def set_alias(
+        self, project: str, name: str, alias: str, version: int, author: str
+    ) -> tuple[int | None, int]:
+        """Point ALIAS at VERSION; returns (previous version or None, version)."""
+        target = self.prompt_version(project, name, version)
+
+        def move(s: Session) -> tuple[int | None, int]:
+            prompt = self._prompt(s, project, name, lock=True)
+            return self._move_alias(s, prompt, alias, target, "set", author)
+
+        return self.write(move)
+
+    def rollback_alias(self, project: str, name: str, alias: str, author: str) -> tuple[int, int]:
+        """Point ALIAS back where it pointed before its last move (repeatable, like undo)."""
+        self.resolve_alias(project, name, alias)  # a clear error for an unknown alias
+
+        def rollback(s: Session) -> tuple[int, int]:
+            prompt = self._prompt(s, project, name, lock=True)
+            events = s.exec(
+                select(m.AliasEvent)
+                .where(m.AliasEvent.prompt_id == prompt.id, m.AliasEvent.alias == alias)
+                .order_by(m.AliasEvent.id.desc())  # type: ignore[union-attr]
+            ).all()
+            # Each rollback undoes one earlier "set": skip as many sets as rollbacks seen.
+            skip, target_id = 0, None
+            for ev in events:
+                if ev.action == "rollback":
+                    skip += 1
+                elif skip:
+                    skip -= 1
+                else:
+                    target_id = ev.from_version_id
+                    break
+            if target_id is None:
+                raise NotFound(
+                    f"alias {alias!r} of prompt {name!r} has no earlier version to roll back to"
+                )
+            target = s.get(m.PromptVersion, target_id)
+            assert target is not None
+            before, after = self._move_alias(s, prompt, alias, target, "rollback", author)
+            assert before is not None
+            return before, after
+
+        return self.write(rollback)
+
+    def _move_alias(
+        self,
+        s: Session,
+        prompt: m.Prompt,
+        alias: str,
+        target: m.PromptVersion,
+        action: str,
+        author: str,
+    ) -> tuple[int | None, int]:
+        row = s.exec(
+            select(m.PromptAlias).where(
+                m.PromptAlias.prompt_id == prompt.id, m.PromptAlias.alias == alias
+            )
+        ).first()
+        before = s.get(m.PromptVersion, row.version_id) if row else None
+        if row is None:
+            row = m.PromptAlias(prompt_id=prompt.id, alias=alias, version_id=target.id)
+        row.version_id = target.id  # type: ignore[assignment]
+        row.updated_at = utcnow()
+        s.add(row)
+        s.add(
+            m.AliasEvent(
+                prompt_id=prompt.id,  # type: ignore[arg-type]
+                alias=alias,
+                action=action,
+                from_version_id=before.id if before else None,
+                to_version_id=target.id,  # type: ignore[arg-type]
+                author=author,
+            )
+        )
+        return (before.version if before else None), target.version
+
+    def alias_log(self, project: str, name: str) -> list[dict[str, Any]]:
+        """The audit log of a prompt's aliases, oldest first."""
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            versions = {
+                v.id: v.version
+                for v in s.exec(
+                    select(m.PromptVersion).where(m.PromptVersion.prompt_id == prompt.id)
+                )
+            }
+            events = s.exec(
+                select(m.AliasEvent)
+                .where(m.AliasEvent.prompt_id == prompt.id)
+                .order_by(m.AliasEvent.id)  # type: ignore[arg-type]
+            ).all()
+            return [
+                {
+                    "alias": e.alias,
+                    "action": e.action,
+                    "from_version": versions.get(e.from_version_id),
+                    "to_version": versions[e.to_version_id],
+                    "author": e.author,
+                    "time": e.created_at,
+                }
+                for e in events
+            ]
