@@ -1,0 +1,83 @@
+"""llmops_nb: versioned prompts, eval grids, traces, fine-tunes and reports in the notebook.
+
+`import llmops_nb as lo`. Attributes load their module on first use, so that
+`import llmops_nb` and `%load_ext llmops_nb` stay fast (no litellm, torch, polars...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # store and projects
+    "set_project": "llmops_nb.config",
+    "current_project": "llmops_nb.config",
+    # prompts
+    "PromptVersion": "llmops_nb.prompts",
+    "prompt": "llmops_nb.prompts",
+    "prompts": "llmops_nb.prompts",
+    "register_prompt": "llmops_nb.prompts",
+    "prompt_history": "llmops_nb.prompts",
+    "set_alias": "llmops_nb.prompts",
+    "rollback": "llmops_nb.prompts",
+    # model calls
+    "Completion": "llmops_nb.llm.completion",
+    "complete": "llmops_nb.llm.client",
+    "acomplete": "llmops_nb.llm.client",
+    # traces
+    "trace": "llmops_nb.tracing",
+    "span": "llmops_nb.tracing",
+    "last_trace": "llmops_nb.tracing",
+    "get_trace": "llmops_nb.tracing",
+    "traces": "llmops_nb.tracing",
+    # errors
+    "LLMOpsError": "llmops_nb.errors",
+}
+
+__all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from .config import current_project, set_project
+    from .errors import LLMOpsError
+    from .llm.client import acomplete, complete
+    from .llm.completion import Completion
+    from .prompts import (
+        PromptVersion,
+        prompt,
+        prompt_history,
+        prompts,
+        register_prompt,
+        rollback,
+        set_alias,
+    )
+    from .tracing import get_trace, last_trace, span, trace, traces
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmops_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext llmops_nb`: magics, automatic tracing of litellm calls, one banner line."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload
+
+    unload(ipython)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .cache import CacheQueries
 from .prompts import PromptQueries
+from .traces import TraceQueries
 
 
-class Store(PromptQueries):
+class Store(PromptQueries, TraceQueries, CacheQueries):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
