@@ -17,13 +17,13 @@ _EXPORTS: dict[str, str] = {
     "set_project": "llmops_nb.config",
     "current_project": "llmops_nb.config",
     # prompts
-    "PromptVersion": "llmops_nb.prompts",
-    "prompt": "llmops_nb.prompts",
-    "prompts": "llmops_nb.prompts",
-    "register_prompt": "llmops_nb.prompts",
-    "prompt_history": "llmops_nb.prompts",
-    "set_alias": "llmops_nb.prompts",
-    "rollback": "llmops_nb.prompts",
+    "PromptVersion": "llmops_nb.prompting",
+    "prompt": "llmops_nb.prompting",
+    "prompts": "llmops_nb.prompting",
+    "register_prompt": "llmops_nb.prompting",
+    "prompt_history": "llmops_nb.prompting",
+    "set_alias": "llmops_nb.prompting",
+    "rollback": "llmops_nb.prompting",
     # model calls
     "Completion": "llmops_nb.llm.completion",
     "complete": "llmops_nb.llm.client",
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .errors import LLMOpsError
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
-    from .prompts import (
+    from .prompting import (
         PromptVersion,
         prompt,
         prompt_history,

@@ -6,6 +6,10 @@ from __future__ import annotations
 class LLMOpsError(Exception):
     """Base class: bad input or an unavailable resource, explained in one message."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: one red line naming the problem."""
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
 
 class InvalidName(LLMOpsError, ValueError):
     pass

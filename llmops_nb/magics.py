@@ -1,0 +1,232 @@
+"""The magics: parse the line or cell, call a service, return what to display.
+
+Thin on purpose: every feature lives in a service module (prompts, tracing...) so it
+works the same from Python. Settings are `config=True` traits: `%config LLMOps.cache = False`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
+from traitlets import Bool, Int, Unicode, observe
+
+from . import __version__, config
+
+
+def _parser(prog: str, description: str) -> MagicArgumentParser:
+    return MagicArgumentParser(prog=prog, description=description, add_help=False)
+
+
+def prompt_cell_parser() -> MagicArgumentParser:
+    p = _parser("%%prompt", "Register a version of a prompt from the cell body.")
+    p.add_argument("name", nargs="*", help="the prompt's name")
+    p.add_argument("--model", help="litellm model id for this prompt")
+    p.add_argument("--alias", help="point this alias at the resulting version")
+    p.add_argument("--run", action="store_true", help="run it on sample or namespace variables")
+    p.add_argument("--as", dest="var", help="bind the PromptVersion to this variable")
+    p.add_argument("-m", "--message", help="a note for this version, like a commit message")
+    return p
+
+
+PROMPT_LINE_USAGE = """usage:
+  %prompt list
+  %prompt show NAME[@VERSION|@ALIAS]
+  %prompt history NAME
+  %prompt diff NAME V1 V2
+  %prompt alias NAME ALIAS VERSION
+  %prompt rollback NAME ALIAS"""
+
+_PROMPT_LINE_ARITY = {"list": 0, "show": 1, "history": 1, "diff": 3, "alias": 3, "rollback": 2}
+
+
+def parse_prompt_line(line: str) -> tuple[str, list[str]]:
+    """`%prompt SUBCOMMAND ARGS` -> (subcommand, args), or a UsageError."""
+    words = shlex.split(line)
+    if not words or words[0] not in _PROMPT_LINE_ARITY:
+        raise UsageError(PROMPT_LINE_USAGE)
+    sub, args = words[0], words[1:]
+    if len(args) != _PROMPT_LINE_ARITY[sub]:
+        raise UsageError(
+            f"%prompt {sub} takes {_PROMPT_LINE_ARITY[sub]} argument(s)\n" + PROMPT_LINE_USAGE
+        )
+    return sub, args
+
+
+def _version_number(text: str) -> int:
+    value = text[1:] if text.startswith("v") else text
+    if not value.isdigit():
+        raise UsageError(f"expected a version number, got {text!r}")
+    return int(value)
+
+
+def banner() -> str:
+    return (
+        f"llmops_nb {__version__} · store {config.mask_url(config.store_url())} · "
+        f"project {config.current_project()}"
+    )
+
+
+@magics_class
+class LLMOps(Magics):
+    """%%prompt, %prompt, %llmops, %trace; the settings behind %config LLMOps.*"""
+
+    default_model = Unicode("", help="Model used when a call names none.").tag(config=True)
+    concurrency = Int(8, help="Concurrent model calls in an eval grid.").tag(config=True)
+    cache = Bool(True, help="Reuse stored responses for identical requests.").tag(config=True)
+    display = Bool(True, help="Show panels for prompts, traces and evals.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        s = config.settings
+        super().__init__(
+            shell=shell,
+            default_model=s.default_model,
+            concurrency=s.concurrency,
+            cache=s.cache,
+            display=s.display,
+            **kwargs,
+        )
+
+    @observe("default_model", "concurrency", "cache", "display")
+    def _sync_setting(self, change: dict[str, Any]) -> None:
+        setattr(config.settings, change["name"], change["new"])
+
+    # --- prompts ---------------------------------------------------------------------
+
+    @line_cell_magic
+    def prompt(self, line: str, cell: str | None = None) -> Any:
+        """%%prompt NAME [--model M] [--alias A] [--run] [--as VAR] [-m MSG]; %prompt list|show|..."""
+        if cell is None:
+            sub, args = parse_prompt_line(line)
+            return self._prompt_line(sub, args)
+        args = prompt_cell_parser().parse_args(shlex.split(line))
+        if not args.name:
+            raise UsageError("%%prompt needs a name: %%prompt NAME [--model M] ...")
+        args.name = " ".join(args.name)  # so "bad name" is reported as an invalid name
+        return self._prompt_cell(args, cell)
+
+    def _prompt_cell(self, args: argparse.Namespace, body: str) -> Any:
+        from . import prompting as prompts
+
+        result = prompts.register_body(args.name, body, model=args.model, message=args.message)
+        version = result.version
+        if args.alias:
+            print(prompts.set_alias(version.name, args.alias, version.version))
+        self.shell.user_ns[args.var or _identifier(version.name)] = version
+        print(result.describe())
+        messages, response = None, None
+        if args.run or version.sample:
+            messages, response = self._try_run(version, force=args.run)
+        if not config.settings.display:
+            return None
+        from .widgets.prompt_panel import PromptPanel
+
+        data = prompts.panel_data(version, result.status, messages=messages, response=response)
+        return PromptPanel(data)
+
+    def _try_run(self, version: Any, force: bool) -> tuple[Any, Any]:
+        """Render with sample (then namespace) variables; call the model when one is known."""
+        values = {
+            **{k: v for k, v in self.shell.user_ns.items() if k in version.variables},
+            **version.sample,
+        }
+        messages = version.render(values)  # a missing variable is the user's error: raise
+        model = version.model or config.settings.default_model
+        if not model:
+            if force:
+                print(
+                    "no model to run: give --model, a 'model' front-matter key, "
+                    "or %config LLMOps.default_model = '...'"
+                )
+            return messages, None
+        from .errors import LLMOpsError
+
+        try:
+            c = version.run(values, model=model)
+        except LLMOpsError as exc:
+            return messages, {"model": model, "error": str(exc)}
+        return messages, {
+            "model": c.model,
+            "text": c.text,
+            "latency_ms": c.latency_ms,
+            "input_tokens": c.usage.input_tokens,
+            "output_tokens": c.usage.output_tokens,
+            "cost": c.cost,
+            "cached": c.cached,
+            "trace_id": c.trace_id,
+        }
+
+    def _prompt_line(self, sub: str, args: list[str]) -> Any:
+        from . import prompting as prompts
+
+        if sub == "list":
+            return prompts.prompts()
+        if sub == "history":
+            return prompts.prompt_history(args[0])
+        if sub == "show":
+            version = prompts.prompt(args[0])
+            if not config.settings.display:
+                return version
+            from .widgets.prompt_panel import PromptPanel
+
+            return PromptPanel(prompts.panel_data(version))
+        if sub == "diff":
+            a = prompts.prompt(f"{args[0]}@{_version_number(args[1])}")
+            b = prompts.prompt(f"{args[0]}@{_version_number(args[2])}")
+            from .widgets.prompt_panel import DiffView
+
+            return DiffView(b.diff(a))
+        if sub == "alias":
+            print(prompts.set_alias(args[0], args[1], _version_number(args[2])))
+        elif sub == "rollback":
+            print(prompts.rollback(args[0], args[1]))
+        return None
+
+    # --- project, status ------------------------------------------------------------
+
+    @line_magic
+    def llmops(self, line: str) -> None:
+        """%llmops (status) | %llmops project NAME"""
+        words = shlex.split(line)
+        if not words:
+            print(banner())
+        elif words[0] == "project" and len(words) == 2:
+            config.set_project(words[1])
+            print(f"project {words[1]}")
+        elif words[0] == "project" and len(words) == 1:
+            print(f"project {config.current_project()}")
+        else:
+            raise UsageError("usage: %llmops | %llmops project NAME")
+
+    # --- traces -----------------------------------------------------------------------
+
+    @line_magic
+    def trace(self, line: str) -> Any:
+        """%trace shows the last trace; %trace ID a given one."""
+        from . import tracing
+
+        return tracing.show(line.strip() or None)
+
+
+def _identifier(name: str) -> str:
+    """The variable a prompt binds to: its name, with '-' and '.' made '_'."""
+    return name.replace("-", "_").replace(".", "_")
+
+
+def load(ipython: Any) -> None:
+    from .llm import runtime
+
+    magics = LLMOps(shell=ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+    runtime.watch_imports()  # trace litellm calls even when user code imports litellm itself
+    print(banner())
+
+
+def unload(ipython: Any) -> None:
+    ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, LLMOps)]
