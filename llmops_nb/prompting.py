@@ -273,6 +273,7 @@ class PromptVersion:
                 f"for prompt {self.name} v{self.version}; pass {missing[0]}=..."
             )
         from jinja2 import UndefinedError
+        from jinja2.exceptions import SecurityError
 
         messages = []
         for role, text in split_messages(self.template):
@@ -281,6 +282,10 @@ class PromptVersion:
             except UndefinedError as exc:
                 raise MissingVariable(
                     f"prompt {self.name} v{self.version}: {exc.message}"
+                ) from None
+            except SecurityError as exc:
+                raise PromptSyntaxError(
+                    f"prompt {self.name} v{self.version} tried an unsafe operation: {exc}"
                 ) from None
             messages.append({"role": role, "content": content})
         return messages

@@ -80,9 +80,15 @@ class _LitellmFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-class _HookedLoader(importlib.abc.Loader):
+class _HookedLoader:
+    """Wraps litellm's own loader: runs the hooks after exec_module, forwards the rest
+    (importlib.resources needs the original's get_resource_reader for the price table)."""
+
     def __init__(self, loader: Any) -> None:
         self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
