@@ -10,7 +10,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo lab bench postgres lint
+.PHONY: install test demo lab bench postgres chromium lint
 
 install: $(STAMP)
 
@@ -28,7 +28,13 @@ postgres:
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
 	    || echo "note: PostgreSQL could not be installed; its tests will be skipped"; }
 
-test: install postgres
+# Debian's Chromium for the sidebar's browser tests (they skip, saying why, without it).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "note: Chromium could not be installed; the browser tests will be skipped"; }
+
+test: install postgres chromium
 	$(PY) -m pytest -q
 
 demo: install

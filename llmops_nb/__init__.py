@@ -34,6 +34,11 @@ _EXPORTS: dict[str, str] = {
     "last_trace": "llmops_nb.tracing",
     "get_trace": "llmops_nb.tracing",
     "traces": "llmops_nb.tracing",
+    # evaluations
+    "evaluate": "llmops_nb.evals",
+    "scorer": "llmops_nb.evals",
+    "EvalRun": "llmops_nb.evals",
+    "dataset": "llmops_nb.datasets",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -42,7 +47,9 @@ __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .config import current_project, set_project
+    from .datasets import dataset
     from .errors import LLMOpsError
+    from .evals import EvalRun, evaluate, scorer
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .prompting import (
@@ -81,3 +88,13 @@ def unload_ipython_extension(ipython: Any) -> None:
     from .magics import unload
 
     unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """jupyter_server finds the sidebar's API here (enabled by jupyter-config on install)."""
+    return [{"module": "llmops_nb.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab sidebar, for `jupyter labextension develop`."""
+    return [{"src": "labextension", "dest": "llmops_nb"}]

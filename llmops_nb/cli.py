@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_NOTEBOOKS = ("prompts.ipynb", "tracing.ipynb", "quickstart.ipynb")
+DEMO_NOTEBOOKS = ("prompts.ipynb", "tracing.ipynb", "evals.ipynb", "quickstart.ipynb")
 
 
 def demo(out_dir: Path) -> int:
@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="run the bundled notebooks end to end")
     p_demo.add_argument("-o", "--out", default="reports", help="folder for executed notebooks")
+    from .evals import gate
+
+    gate.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(Path(args.out))
+    if args.command == "eval":
+        return gate.main(args)
     return 2
 
 

@@ -33,6 +33,17 @@ def prompt_cell_parser() -> MagicArgumentParser:
     return p
 
 
+def eval_cell_parser() -> MagicArgumentParser:
+    p = _parser("%%eval", "Run an eval grid (prompts x models x rows) from the cell's YAML.")
+    p.add_argument("name", nargs="*", help="the run's name (then, in the line form, a spec path)")
+    p.add_argument("--concurrency", type=int, help="concurrent model calls")
+    p.add_argument("--baseline", help="'latest', a run id or a run name to compare with")
+    p.add_argument("--resume", action="store_true", help="finish the latest run of NAME")
+    p.add_argument("--out", help="also bind the EvalRun to this variable")
+    p.add_argument("--no-cache", dest="no_cache", action="store_true", help="skip the cache")
+    return p
+
+
 PROMPT_LINE_USAGE = """usage:
   %prompt list
   %prompt show NAME[@VERSION|@ALIAS]
@@ -210,6 +221,37 @@ class LLMOps(Magics):
         from . import tracing
 
         return tracing.show(line.strip() or None)
+
+    # --- evaluations -------------------------------------------------------------------
+
+    @line_cell_magic
+    def eval(self, line: str, cell: str | None = None) -> Any:
+        """%%eval NAME [--concurrency N] [--baseline latest] [--resume] [--out VAR] [--no-cache]
+        with the spec (YAML, a promptfoo config, or a path) as the body; %eval NAME SPEC.yaml."""
+        args = eval_cell_parser().parse_args(shlex.split(line))
+        words = list(args.name)
+        if cell is None and len(words) == 2:
+            words, cell = words[:1], words[1]
+        if len(words) != 1 or not (cell or "").strip():
+            raise UsageError(
+                "usage: %%eval NAME [--concurrency N] [--baseline latest] ... "
+                "with the spec in the cell body, or %eval NAME SPEC.yaml"
+            )
+        from .evals import run_cell
+
+        run = run_cell(
+            words[0],
+            cell or "",
+            namespace=self.shell.user_ns,
+            concurrency=args.concurrency,
+            baseline=args.baseline,
+            resume=args.resume,
+            cache=False if args.no_cache else None,
+        )
+        self.shell.user_ns["_"] = run
+        if args.out:
+            self.shell.user_ns[args.out] = run
+        return run
 
 
 def _identifier(name: str) -> str:

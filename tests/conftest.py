@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# jp_fetch and the other pytest-jupyter fixtures (the sidebar's server extension tests).
+pytest_plugins = ["pytest_jupyter.jupyter_server", "llm_fixtures", "model_fixtures"]
+
 # Offline everywhere: no hub retries, no price-table download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

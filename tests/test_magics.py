@@ -247,3 +247,40 @@ def _strip_ansi(text: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_run_shows_the_traced_response_with_latency_tokens_and_cost(
+    ip: InteractiveShell,
+    openai_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_BASE", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    panel = ip.run_cell_magic("prompt", "support_reply --model openai/gpt-4o-mini --run", BODY)
+    response = panel.data["response"]
+    assert response["text"] == "echo: How do I reset my password?"
+    assert response["model"] == "openai/gpt-4o-mini"
+    assert response["input_tokens"] > 0 and response["output_tokens"] > 0
+    assert response["cost"] > 0 and response["latency_ms"] > 0
+    trace = lo.get_trace(response["trace_id"])
+    assert [s.kind for s in trace.spans] == ["llm"]
+    html = bundle(panel)["text/html"]
+    assert "echo: How do I reset my password?" in html and "tokens" in html
+    # the cache (on by default) answers a rerun; the panel says so
+    again = ip.run_cell_magic("prompt", "support_reply --model openai/gpt-4o-mini --run", BODY)
+    assert again.data["response"]["cached"] is True
+    assert "unchanged: support_reply v1" in capsys.readouterr().out
+
+
+def test_a_failing_model_call_is_shown_in_the_panel_not_raised(
+    ip: InteractiveShell, fresh_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_BASE", fresh_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    fresh_server.configure(rate_500=1.0)
+    ip.run_line_magic("config", "LLMOps.cache = False")
+    panel = ip.run_cell_magic("prompt", "greeting --model openai/gpt-4o-mini --run", "Hello")
+    assert panel.data["response"]["error"]
+    assert "<script>" not in bundle(panel)["text/html"]
+    assert lo.prompt("greeting").version == 1  # the version is registered all the same

@@ -69,8 +69,8 @@ class StoreBase:
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -88,19 +88,25 @@ class StoreBase:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def _migrate(self) -> None:
-        """Bring the schema to HEAD_REVISION; alembic is imported only when needed."""
-        if self._current_revision() == HEAD_REVISION:
-            return
-        from alembic import command
-        from alembic.config import Config
+        """Bring the schema to HEAD_REVISION; alembic is imported only when needed.
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._migration_lock(), self.write_engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270113)")
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        On SQLite the first connection switches the file to WAL, which fails at once
+        (no busy wait) if another process holds a lock: so the check runs under the
+        same file lock as the upgrade.
+        """
+        with self._migration_lock():
+            if self._current_revision() == HEAD_REVISION:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            with self.write_engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270113)")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
         # Pooled connections opened before the upgrade may hold a stale schema cache
         # (SQLite PRAGMAs do not reload it): start afresh.
         self.engine.dispose()

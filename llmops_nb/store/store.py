@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from .browse import BrowseQueries
 from .cache import CacheQueries
+from .datasets import DatasetQueries
+from .evals import EvalQueries
 from .prompts import PromptQueries
+from .registry import ModelRegistryQueries
 from .traces import TraceQueries
 
 
-class Store(PromptQueries, TraceQueries, CacheQueries):
+class Store(
+    PromptQueries,
+    TraceQueries,
+    CacheQueries,
+    BrowseQueries,
+    ModelRegistryQueries,
+    EvalQueries,
+    DatasetQueries,
+):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

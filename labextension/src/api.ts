@@ -1,0 +1,297 @@
+/**
+ * The only place the sidebar talks to the server: typed calls to /llmops-nb/api/.
+ * Errors surface as one-line messages (the server's own "message" field).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Paging {
+  limit?: number;
+  offset?: number;
+}
+
+export interface Project {
+  name: string;
+  created_at: string;
+}
+
+export interface ProjectPage extends Page<Project> {
+  current: string;
+}
+
+export interface PromptSummary {
+  name: string;
+  latest: number | null;
+  aliases: string;
+  updated: string;
+}
+
+export interface PromptVersion {
+  id: number;
+  version: number;
+  hash: string;
+  template: string;
+  model: string | null;
+  parameters: Record<string, unknown>;
+  message: string | null;
+  author: string;
+  created_at: string;
+  notebook_path: string | null;
+}
+
+export interface PromptDiff {
+  name: string;
+  from: number | null;
+  to: number;
+  diff: string;
+}
+
+export interface AliasEvent {
+  alias: string;
+  action: string;
+  from_version: number | null;
+  to_version: number;
+  author: string;
+  time: string;
+}
+
+export interface Aliases {
+  name: string;
+  aliases: Record<string, number>;
+  log: Page<AliasEvent>;
+}
+
+export interface EvalRun {
+  id: number;
+  name: string;
+  status: string;
+  n_cells: number;
+  author: string;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export interface EvalCell {
+  prompt: string;
+  model: string;
+  rows: number;
+  errors: number;
+  scores: Record<string, number>;
+  pass_rate: number | null;
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  tokens: number;
+  cost: number;
+}
+
+export interface EvalDetail {
+  run: EvalRun;
+  summary: EvalCell[];
+}
+
+export interface EvalResult {
+  id: number;
+  prompt_ref: string;
+  model_label: string;
+  row_index: number;
+  inputs: Record<string, unknown>;
+  expected: string | null;
+  output: string | null;
+  error: string | null;
+  scores: Record<string, unknown>;
+  latency_ms: number | null;
+  trace_id: string | null;
+}
+
+export interface TraceSummary {
+  id: string;
+  name: string;
+  status: string;
+  error: string | null;
+  start_ms: number;
+  duration_ms: number | null;
+  n_spans: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost: number;
+  notebook_path: string | null;
+}
+
+export interface SpanNode {
+  id: string;
+  parent_id: string | null;
+  name: string;
+  kind: string;
+  status: string;
+  error: string | null;
+  offset_ms: number;
+  duration_ms: number;
+  inputs: unknown;
+  outputs: unknown;
+  attributes: Record<string, unknown>;
+  children: SpanNode[];
+}
+
+export interface TraceDetail extends TraceSummary {
+  spans: SpanNode[];
+}
+
+export interface TraceFilters extends Paging {
+  name?: string;
+  status?: string;
+  since?: string;
+  until?: string;
+}
+
+export interface FinetuneJob {
+  id: number;
+  name: string;
+  base: string;
+  method: string;
+  backend: string;
+  status: string;
+  params: Record<string, unknown>;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface Metric {
+  step: number;
+  epoch: number | null;
+  loss: number | null;
+  lr: number | null;
+}
+
+export interface RegisteredModel {
+  id: number;
+  name: string;
+  version: number;
+  base: string;
+  backend: string | null;
+  job_id: number | null;
+  metrics: Record<string, unknown>;
+  created_at: string;
+}
+
+type Query = Record<string, string | number | undefined | null>;
+
+function withQuery(path: string, query: Query = {}): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== '') {
+      params.set(key, String(value));
+    }
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+/** Call the server extension; reject with its message on a non-2xx reply. */
+export async function requestAPI<T>(
+  endPoint: string,
+  init: RequestInit = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'llmops-nb', 'api', endPoint);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  const text = await response.text();
+  let data: any = null;
+  if (text.length > 0) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text };
+    }
+  }
+  if (!response.ok) {
+    throw new ServerConnection.ResponseError(
+      response,
+      (data && data.message) || response.statusText
+    );
+  }
+  return data as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  projects: (): Promise<ProjectPage> =>
+    requestAPI(withQuery('projects', { limit: 500 })),
+  changes: (project: string): Promise<{ project: string; marker: string }> =>
+    requestAPI(withQuery('changes', { project })),
+
+  prompts: (project: string, page: Paging = {}): Promise<Page<PromptSummary>> =>
+    requestAPI(withQuery('prompts', { project, ...page })),
+  promptVersions: (
+    project: string,
+    name: string,
+    page: Paging = {}
+  ): Promise<Page<PromptVersion>> =>
+    requestAPI(withQuery(`prompts/${enc(name)}/versions`, { project, ...page })),
+  promptDiff: (
+    project: string,
+    name: string,
+    a?: number,
+    b?: number
+  ): Promise<PromptDiff> =>
+    requestAPI(withQuery(`prompts/${enc(name)}/diff`, { project, a, b })),
+  promptAliases: (project: string, name: string): Promise<Aliases> =>
+    requestAPI(withQuery(`prompts/${enc(name)}/aliases`, { project, limit: 20 })),
+  moveAlias: (
+    project: string,
+    name: string,
+    alias: string,
+    version: number | null
+  ): Promise<{ alias: string; from: number | null; to: number }> =>
+    requestAPI(withQuery(`prompts/${enc(name)}/aliases`, { project }), {
+      method: 'POST',
+      body: JSON.stringify(
+        version === null ? { alias, rollback: true } : { alias, version }
+      )
+    }),
+
+  evals: (project: string, page: Paging = {}): Promise<Page<EvalRun>> =>
+    requestAPI(withQuery('evals', { project, ...page })),
+  evalDetail: (runId: number): Promise<EvalDetail> =>
+    requestAPI(`evals/${runId}`),
+  evalResults: (
+    runId: number,
+    prompt: string,
+    model: string,
+    page: Paging = {}
+  ): Promise<Page<EvalResult>> =>
+    requestAPI(withQuery(`evals/${runId}/results`, { prompt, model, ...page })),
+
+  traces: (project: string, filters: TraceFilters = {}): Promise<Page<TraceSummary>> =>
+    requestAPI(withQuery('traces', { project, ...filters })),
+  trace: (traceId: string): Promise<TraceDetail> =>
+    requestAPI(`traces/${enc(traceId)}`),
+  feedback: (traceId: string, score: 1 | -1, comment?: string): Promise<unknown> =>
+    requestAPI(`traces/${enc(traceId)}/feedback`, {
+      method: 'POST',
+      body: JSON.stringify({ score, comment: comment || null })
+    }),
+
+  finetunes: (project: string, page: Paging = {}): Promise<Page<FinetuneJob>> =>
+    requestAPI(withQuery('finetunes', { project, ...page })),
+  finetune: (jobId: number): Promise<FinetuneJob> =>
+    requestAPI(`finetunes/${jobId}`),
+  metrics: (jobId: number): Promise<Page<Metric>> =>
+    requestAPI(withQuery(`finetunes/${jobId}/metrics`, { limit: 10000 })),
+  models: (project: string, page: Paging = {}): Promise<Page<RegisteredModel>> =>
+    requestAPI(withQuery('models', { project, ...page }))
+};

@@ -1,0 +1,185 @@
+/** Traces tab: latest first with filters and pages, then one trace's span tree. */
+import { api, SpanNode, TraceDetail, TraceSummary } from './api';
+import { asText, badge, field, h, message, money, ms, pager, when } from './dom';
+import { View } from './view';
+
+export class TracesView extends View {
+  private offset = 0;
+  private name = '';
+  private status = '';
+  private selected: string | null = null;
+  private span: string | null = null;
+  private readonly filters: HTMLElement;
+
+  constructor() {
+    super('Traces', 'traces');
+    const nameInput = h('input', {
+      cls: 'llmops-input',
+      attrs: { placeholder: 'filter by name', 'aria-label': 'trace name' }
+    });
+    nameInput.addEventListener('change', () => {
+      this.name = nameInput.value.trim();
+      this.offset = 0;
+      void this.refresh();
+    });
+    const statusSelect = h('select', { cls: 'llmops-input', attrs: { 'aria-label': 'trace status' } }, [
+      h('option', { attrs: { value: '' } }, ['all']),
+      h('option', { attrs: { value: 'ok' } }, ['ok']),
+      h('option', { attrs: { value: 'error' } }, ['error'])
+    ]);
+    statusSelect.addEventListener('change', () => {
+      this.status = statusSelect.value;
+      this.offset = 0;
+      void this.refresh();
+    });
+    this.filters = h('div', { cls: 'llmops-form llmops-filters' }, [nameInput, statusSelect]);
+  }
+
+  protected reset(): void {
+    this.offset = 0;
+    this.selected = null;
+    this.span = null;
+  }
+
+  protected async load(): Promise<void> {
+    if (this.selected === null) {
+      const page = await api.traces(this.project, {
+        offset: this.offset,
+        name: this.name,
+        status: this.status
+      });
+      this.render(
+        this.filters,
+        this.list(page.items),
+        pager(page.offset, page.limit, page.total, next => {
+          this.offset = next;
+          void this.refresh();
+        })
+      );
+      return;
+    }
+    this.render(this.detail(await api.trace(this.selected)));
+  }
+
+  private list(traces: TraceSummary[]): HTMLElement {
+    if (traces.length === 0) {
+      return h('p', { cls: 'llmops-empty' }, ['No traces: call a model, or use @lo.trace.']);
+    }
+    return h(
+      'ul',
+      { cls: 'llmops-list' },
+      traces.map(t =>
+        h(
+          'li',
+          {
+            cls: 'llmops-item',
+            attrs: { 'data-id': t.id },
+            title: t.error ?? t.id,
+            onClick: () => {
+              this.selected = t.id;
+              this.span = null;
+              void this.refresh();
+            }
+          },
+          [
+            h('span', { cls: `llmops-dot llmops-dot-${t.status}` }),
+            h('span', { cls: 'llmops-item-name' }, [t.name]),
+            h('span', { cls: 'llmops-item-meta' }, [
+              `${ms(t.duration_ms)} · ${t.n_spans} spans · ${when(t.start_ms)}`
+            ])
+          ]
+        )
+      )
+    );
+  }
+
+  private detail(trace: TraceDetail): HTMLElement {
+    const total = Math.max(trace.duration_ms ?? 0, ...flatten(trace.spans).map(s => s.offset_ms + s.duration_ms), 1);
+    const tree = h('div', { cls: 'llmops-tree' });
+    const walk = (nodes: SpanNode[], depth: number) => {
+      for (const node of nodes) {
+        tree.appendChild(this.spanRow(node, depth, total));
+        walk(node.children, depth + 1);
+      }
+    };
+    walk(trace.spans, 0);
+    const chosen = flatten(trace.spans).find(s => s.id === this.span) ?? trace.spans[0];
+    return h('div', { cls: 'llmops-detail' }, [
+      this.back('Traces', () => {
+        this.selected = null;
+        void this.refresh();
+      }),
+      h('h3', {}, [trace.name, ' ', badge(trace.status)]),
+      h('p', { cls: 'llmops-note' }, [
+        `${ms(trace.duration_ms)} · ${trace.input_tokens + trace.output_tokens} tokens · ${money(trace.cost)} · ${when(trace.start_ms)}`
+      ]),
+      trace.error ? field('error', trace.error) : null,
+      this.feedback(trace.id),
+      h('h4', {}, ['Spans']),
+      tree,
+      chosen ? this.spanDetail(chosen) : null
+    ].filter((x): x is HTMLElement => x !== null));
+  }
+
+  private spanRow(node: SpanNode, depth: number, total: number): HTMLElement {
+    const bar = h('div', { cls: `llmops-bar llmops-bar-${node.status}` });
+    bar.style.left = `${(100 * node.offset_ms) / total}%`;
+    bar.style.width = `${Math.max(0.5, (100 * node.duration_ms) / total)}%`;
+    return h(
+      'div',
+      {
+        cls: `llmops-span${node.id === this.span ? ' llmops-selected' : ''}`,
+        attrs: { 'data-span': node.id },
+        onClick: () => {
+          this.span = node.id;
+          void this.refresh();
+        }
+      },
+      [
+        h('span', { cls: 'llmops-span-name', style: { paddingLeft: `${depth * 14}px` } }, [
+          node.children.length ? '▾ ' : '• ',
+          node.name
+        ]),
+        badge(node.kind, 'kind'),
+        h('span', { cls: 'llmops-span-time' }, [ms(node.duration_ms)]),
+        h('div', { cls: 'llmops-waterfall' }, [bar])
+      ]
+    );
+  }
+
+  private spanDetail(span: SpanNode): HTMLElement {
+    return h('div', { cls: 'llmops-span-detail' }, [
+      h('h4', {}, [span.name, ' ', badge(span.kind, 'kind'), ' ', badge(span.status)]),
+      span.error ? field('error', span.error) : null,
+      field('inputs', asText(span.inputs)),
+      field('outputs', asText(span.outputs)),
+      Object.keys(span.attributes).length ? field('attributes', asText(span.attributes)) : null
+    ]);
+  }
+
+  private feedback(traceId: string): HTMLElement {
+    const note = h('span', { cls: 'llmops-note' });
+    const comment = h('input', { cls: 'llmops-input', attrs: { placeholder: 'comment (optional)' } });
+    const send = (score: 1 | -1) => {
+      api
+        .feedback(traceId, score, comment.value)
+        .then(() => {
+          note.textContent = score > 0 ? 'Saved: thumbs up' : 'Saved: thumbs down';
+          comment.value = '';
+        })
+        .catch(error => {
+          note.textContent = message(error);
+        });
+    };
+    return h('div', { cls: 'llmops-form llmops-feedback' }, [
+      h('button', { cls: 'llmops-button', title: 'Thumbs up', onClick: () => send(1) }, ['▲ Good']),
+      h('button', { cls: 'llmops-button', title: 'Thumbs down', onClick: () => send(-1) }, ['▼ Bad']),
+      comment,
+      note
+    ]);
+  }
+}
+
+function flatten(nodes: SpanNode[]): SpanNode[] {
+  return nodes.flatMap(n => [n, ...flatten(n.children)]);
+}

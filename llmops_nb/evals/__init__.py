@@ -1,0 +1,109 @@
+"""Eval grids: `lo.evaluate(...)` and `%%eval` run prompts x models x rows, score them,
+store every cell, and compare with a baseline. Light to import: litellm, polars and
+altair load on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .run import EvalRun
+from .scorers import Score, ScorerError, UnknownScorer, scorer
+from .spec import EvalSpec, EvalSpecError, model_specs, parse_spec, prompt_specs, scorer_specs
+
+__all__ = [
+    "EvalRun",
+    "EvalSpec",
+    "EvalSpecError",
+    "Score",
+    "ScorerError",
+    "UnknownScorer",
+    "evaluate",
+    "run_spec",
+    "scorer",
+]
+
+
+def evaluate(
+    prompts: list[Any],
+    models: list[Any] | None = None,
+    data: Any = None,
+    scorers: list[Any] | None = None,
+    *,
+    name: str = "eval",
+    concurrency: int | None = None,
+    cache: bool | None = None,
+    baseline: Any = None,
+    resume: bool = False,
+    progress: bool = True,
+    timeout: float | None = None,
+    retries: int | None = None,
+    project: str | None = None,
+) -> EvalRun:
+    """Run the grid prompts x models x data rows and score every output.
+
+    prompts: refs ('support_reply@2'), PromptVersions or {template, label} maps.
+    models: litellm ids or {model, label, api_base, api_key, parameters} maps.
+    data: a polars/pandas frame, list of dicts, .csv/.jsonl/.parquet path or
+    'dataset:NAME@V'. scorers: names, {name: {args}} maps or @lo.scorer functions.
+    baseline: 'latest', a run id or an EvalRun, compared in the panel and `compare()`.
+    resume=True finishes the latest run called NAME instead of starting a new one.
+    """
+    if data is None:
+        raise EvalSpecError("lo.evaluate needs data=: a DataFrame, a path or 'dataset:NAME@V'")
+    spec = EvalSpec(
+        prompts=prompt_specs(list(prompts) if isinstance(prompts, list | tuple) else [prompts]),
+        models=model_specs(list(models or [])),
+        data=data,
+        scorers=scorer_specs(list(scorers or [])),
+        name=name,
+        concurrency=concurrency,
+        baseline=baseline,
+        cache=cache,
+        timeout=timeout,
+        retries=retries,
+        source="python",
+    )
+    return run_spec(spec, resume=resume, progress=progress, project=project)
+
+
+def run_spec(
+    spec: EvalSpec,
+    *,
+    resume: bool = False,
+    baseline: Any = None,
+    progress: bool = True,
+    project: str | None = None,
+) -> EvalRun:
+    """Check the spec (nothing is written when it is wrong), then run it."""
+    from . import runner
+
+    plan = runner.prepare(spec, project=project)
+    return runner.run(
+        plan,
+        resume=resume,
+        baseline=baseline if baseline is not None else spec.baseline,
+        progress=progress,
+    )
+
+
+def run_cell(
+    name: str,
+    body: str,
+    *,
+    namespace: dict[str, Any] | None = None,
+    concurrency: int | None = None,
+    baseline: Any = None,
+    resume: bool = False,
+    cache: bool | None = None,
+    progress: bool = True,
+    base_dir: Path | None = None,
+) -> EvalRun:
+    """The `%%eval NAME` cell: parse the body (our YAML, promptfoo, or a path) and run."""
+    spec = parse_spec(body, namespace=namespace, base_dir=base_dir, line_offset=1)
+    spec.name = name or spec.name
+    if concurrency is not None:
+        spec.concurrency = concurrency
+    if cache is not None:
+        spec.cache = cache
+    return run_spec(spec, resume=resume, baseline=baseline, progress=progress)

@@ -1,0 +1,654 @@
+"""The grid executor: prompts x models x rows, concurrently, resumable.
+
+`prepare` resolves a spec against the store and the data and checks everything (prompt
+refs, models, scorer arguments, prompt variables) before anything is written. `run`
+then stores the dataset version and the run row and executes the missing cells: a
+pool of `concurrency` asyncio workers calls `llm.acomplete` (retries, timeout, cache,
+tracing), scores the output, and hands the result to a writer that stores batches as
+they complete. A failing call is a recorded error in its cell; a killed process loses
+only the calls in flight, and `resume` finishes the rest (the unique cell key makes a
+cell stored twice impossible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import hashlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import config
+from ..errors import LLMOpsError
+from .scorers import Score, ScoreContext, Scorer, ScorerError, build_scorer
+from .spec import EvalSpec, EvalSpecError, ModelSpec, PromptSpec
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..datasets import DatasetVersion
+    from .run import EvalRun
+
+__all__ = ["Plan", "prepare", "run"]
+
+BATCH_ROWS = 200  # results per store write
+FLUSH_SECONDS = 0.25  # at most this long between writes while results arrive
+
+
+# --- resolving a spec --------------------------------------------------------------------
+
+
+@dataclass
+class GridPrompt:
+    """A prompt of the grid, resolved: renders a data row to chat messages."""
+
+    label: str
+    variables: list[str]
+    model: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    version: Any = None  # PromptVersion, for store prompts
+    template: str | None = None  # inline prompts
+
+    @property
+    def version_id(self) -> int | None:
+        return self.version.id if self.version is not None else None
+
+    def render(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.version is not None:
+            return self.version.render(row)  # type: ignore[no-any-return]
+        from jinja2 import UndefinedError
+
+        from ..errors import MissingVariable
+        from ..prompting import compile_template
+
+        try:
+            text = compile_template(self.template or "").render(row)
+        except UndefinedError as exc:
+            raise MissingVariable(f"prompt {self.label}: {exc.message}") from None
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                messages = json.loads(stripped)
+                if isinstance(messages, list) and all(
+                    isinstance(m, dict) and "role" in m for m in messages
+                ):
+                    return messages
+            except ValueError:
+                pass
+        return [{"role": "user", "content": text}]
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label}
+        if self.version is not None:
+            out.update(
+                ref=self.label,
+                name=self.version.name,
+                version=self.version.version,
+                version_id=self.version.id,
+                hash=self.version.hash,
+            )
+        else:
+            out["template"] = self.template
+        return out
+
+
+@dataclass
+class Plan:
+    """A spec resolved and checked: ready to run, nothing written yet."""
+
+    spec: EvalSpec
+    name: str
+    project: str
+    prompts: list[GridPrompt]
+    models: list[ModelSpec]
+    frame: pl.DataFrame
+    scorers: list[Scorer]
+    data_name: str
+    data_source: str | None
+    data_version: DatasetVersion | None  # when the data already is a stored version
+    data_hash: str
+    concurrency: int
+    cache: bool
+    timeout: float | None
+    retries: int | None
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.prompts) * len(self.models) * self.frame.height
+
+    def describe(self) -> dict[str, Any]:
+        """The run's spec as stored: no API keys, no frames, no functions."""
+        body = {
+            "prompts": [p.describe() for p in self.prompts],
+            "models": [m.describe() for m in self.models],
+            "scorers": [s.describe() for s in self.scorers],
+            "data": {"name": self.data_name, "hash": self.data_hash, "rows": self.frame.height},
+        }
+        fingerprint = hashlib.sha256(
+            json.dumps(body, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return {
+            **body,
+            "source": self.spec.source,
+            "description": self.spec.description,
+            "concurrency": self.concurrency,
+            "cache": self.cache,
+            "fingerprint": fingerprint,
+        }
+
+
+def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = True) -> Plan:
+    """Resolve prompts, models, data and scorers, and check them; writes nothing."""
+    from .. import datasets
+    from ..prompting import prompt as get_prompt
+    from ..prompting import template_variables
+
+    project = config.check_name("project", project) if project else config.current_project()
+    if not spec.prompts:
+        raise EvalSpecError("the eval needs at least one prompt")
+    name = config.check_name("eval", spec.name or "eval")
+
+    prompts = []
+    for p in spec.prompts:
+        prompts.append(_grid_prompt(p, project, get_prompt, template_variables))
+
+    models = list(spec.models) or [ModelSpec(model=None, label="default")]
+    for m in models:
+        if m.model is None:
+            for p in prompts:
+                if not (p.model or config.settings.default_model):
+                    raise EvalSpecError(
+                        f"no model for prompt {p.label}: list models: [...] in the spec, give "
+                        "the prompt a model, or set %config LLMOps.default_model"
+                    )
+
+    frame, source = datasets.load_frame(spec.data, project=project, base_dir=spec.base_dir)
+    version = spec.data if isinstance(spec.data, datasets.DatasetVersion) else None
+    if version is None and isinstance(spec.data, str) and spec.data.strip().startswith("dataset:"):
+        version = datasets.get_version(spec.data, project=project)
+    data_name = _data_name(spec, name, version)
+    datasets.check_rows(frame, data_name)
+    columns = list(frame.columns)
+
+    for p in prompts:
+        missing = [v for v in p.variables if v not in columns]
+        if missing:
+            raise EvalSpecError(
+                f"prompt {p.label} uses {{{{{missing[0]}}}}}, but the data has no column "
+                f"{missing[0]!r} (columns: {', '.join(columns)})"
+            )
+
+    scorers = _build_scorers(spec, columns)
+    if check_models:
+        for m in models:
+            for model in (
+                {m.model}
+                if m.model
+                else {p.model or config.settings.default_model for p in prompts}
+            ):
+                _check_model(model, m.api_base)
+        for s in scorers:
+            if s.kind == "judge":
+                _check_model(str(s.args.get("model")), s.args.get("api_base"))
+
+    return Plan(
+        spec=spec,
+        name=name,
+        project=project,
+        prompts=prompts,
+        models=models,
+        frame=frame,
+        scorers=scorers,
+        data_name=data_name,
+        data_source=source,
+        data_version=version,
+        data_hash=version.hash if version is not None else datasets.content_hash(frame),
+        concurrency=max(1, int(spec.concurrency or config.settings.concurrency)),
+        cache=config.settings.cache if spec.cache is None else bool(spec.cache),
+        timeout=spec.timeout,
+        retries=spec.retries,
+    )
+
+
+def _grid_prompt(
+    p: PromptSpec, project: str, get_prompt: Any, template_variables: Any
+) -> GridPrompt:
+    if p.template is not None:
+        from ..prompting import compile_template
+
+        try:
+            compile_template(p.template)
+        except LLMOpsError as exc:
+            raise EvalSpecError(f"prompt {p.label}: {exc}") from None
+        return GridPrompt(
+            label=p.label, variables=template_variables(p.template), template=p.template
+        )
+    version = p.version if p.version is not None else get_prompt(p.ref, project=project)
+    return GridPrompt(
+        label=p.label,
+        variables=list(version.variables),
+        model=version.model,
+        parameters=dict(version.parameters),
+        version=version,
+    )
+
+
+def _data_name(spec: EvalSpec, name: str, version: Any) -> str:
+    import re
+    from pathlib import Path
+
+    if version is not None:
+        return str(version.name)
+    if spec.data_name:
+        return spec.data_name
+    if isinstance(spec.data, str | Path):
+        stem = Path(str(spec.data)).stem
+        stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", stem)
+        return stem if re.match(r"^[A-Za-z_]", stem) else f"_{stem}"
+    return f"{name}-data"
+
+
+def _build_scorers(spec: EvalSpec, columns: list[str]) -> list[Scorer]:
+    from .scorers import CustomScorer
+
+    scorers: list[Scorer] = []
+    names: set[str] = set()
+    reserved = {
+        "prompt", "model", "row_index", "inputs", "expected", "output", "error", "passed",
+        "latency_ms", "input_tokens", "output_tokens", "cost", "cached", "trace_id", "model_id",
+        "prompt_version_id", "n", "errors", "pass_rate", "latency_p50_ms", "latency_p95_ms",
+    }  # fmt: skip
+    for s in spec.scorers:
+        if isinstance(s.obj, Scorer):
+            built = s.obj
+        elif isinstance(s.obj, CustomScorer):
+            built = s.obj.build(s.args)
+        elif s.rows is not None:
+            built = build_scorer(s.kind, s.args)
+            built.rows = s.rows
+        else:
+            built = build_scorer(s.kind, s.args)
+        base, n = built.name, 2
+        while built.name in names:
+            built.name = f"{base}_{n}"
+            n += 1
+        if built.name in reserved or built.name.endswith("_reason"):
+            raise ScorerError(f"scorer name {built.name!r} is reserved: give it name: ...")
+        names.add(built.name)
+        built.check_columns(columns)
+        scorers.append(built)
+    return scorers
+
+
+def _check_model(model: str, api_base: str | None) -> None:
+    """Fail before the run, not in every cell, when litellm does not know the provider."""
+    from ..llm import runtime
+    from ..llm.client import UnknownModel
+
+    litellm = runtime.litellm()
+    try:
+        litellm.get_llm_provider(model, api_base=api_base)
+    except Exception:
+        raise UnknownModel(
+            f"unknown model {model!r}: litellm needs a known provider prefix, e.g. "
+            "'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or 'local/<name>'"
+        ) from None
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def run(
+    plan: Plan,
+    *,
+    resume: bool = False,
+    baseline: Any = None,
+    progress: bool = True,
+) -> EvalRun:
+    """Store the data version and the run, execute the missing cells, return the EvalRun."""
+    from .. import datasets
+    from ..store import get_store
+    from .run import EvalRun
+
+    store = get_store()
+    described = plan.describe()
+    run_row = None
+    if resume:
+        run_row = store.latest_eval_run(plan.project, plan.name)
+        if (
+            run_row is not None
+            and (run_row.spec or {}).get("fingerprint") != described["fingerprint"]
+        ):
+            raise EvalSpecError(
+                f"cannot resume eval {plan.name!r}: run #{run_row.id} was made from a different "
+                "spec or data; run it without --resume to start a new run"
+            )
+    if run_row is None:
+        version = plan.data_version or datasets.store_frame(
+            plan.data_name, plan.frame, source=plan.data_source, project=plan.project
+        )
+        described["data"]["version"] = version.version
+        baseline_id = _baseline_id(store, plan, baseline, before_id=None)
+        run_row = store.create_eval_run(
+            plan.project,
+            plan.name,
+            spec=described,
+            dataset_version_id=version.id,
+            baseline_run_id=baseline_id,
+            n_cells=plan.n_cells,
+            author=config.author(),
+            notebook_path=config.notebook_path(),
+        )
+        done: set[tuple[str, str, int]] = set()
+    else:
+        done = store.eval_done_keys(run_row.id)
+        changes: dict[str, Any] = {"status": "running", "finished_at": None}
+        if baseline is not None:
+            changes["baseline_run_id"] = _baseline_id(store, plan, baseline, before_id=run_row.id)
+        store.update_eval_run(run_row.id, **changes)
+    assert run_row.id is not None
+    run_id = run_row.id
+    todo = plan.n_cells - len(done)
+    status = "failed"
+    executor = _Executor(plan, run_id, done, store)
+    try:
+        _drive(executor, todo, progress, f"eval {plan.name} #{run_id}")
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        print(
+            f"interrupted: eval {plan.name} #{run_id} stored {executor.stored + len(done)} of "
+            f"{plan.n_cells} cells; re-run with --resume (resume=True) to finish it",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        store.update_eval_run(run_id, status=status)
+    return EvalRun.load(run_id, project=plan.project)
+
+
+def _baseline_id(store: Any, plan: Plan, baseline: Any, before_id: int | None) -> int | None:
+    from ..errors import NotFound
+    from .run import EvalRun
+
+    if baseline is None or baseline is False or baseline == "":
+        return None
+    if isinstance(baseline, EvalRun):
+        return baseline.id
+    if isinstance(baseline, int) or (isinstance(baseline, str) and baseline.lstrip("#").isdigit()):
+        return store.get_eval_run(int(str(baseline).lstrip("#"))).id  # type: ignore[no-any-return]
+    if baseline == "latest":
+        row = store.latest_eval_run(plan.project, plan.name, status="done", before_id=before_id)
+        if row is None:
+            print(f"no earlier finished run of {plan.name!r}: nothing to compare with yet")
+            return None
+        return row.id  # type: ignore[no-any-return]
+    if isinstance(baseline, str):
+        row = store.latest_eval_run(plan.project, baseline, status="done")
+        if row is None:
+            raise NotFound(
+                f"baseline {baseline!r}: no finished eval run of that name in project "
+                f"{plan.project!r}; use 'latest', a run id, or a run name"
+            )
+        return row.id  # type: ignore[no-any-return]
+    raise EvalSpecError(f"baseline must be 'latest', a run id or a run name, not {baseline!r}")
+
+
+def _drive(executor: _Executor, todo: int, progress: bool, label: str) -> None:
+    """Run the executor's event loop in its own thread (a notebook's loop is already
+    running); this thread draws the progress bar and turns Ctrl-C into a cancel."""
+    holder: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def main() -> None:
+        holder["loop"] = asyncio.get_running_loop()
+        holder["task"] = asyncio.current_task()
+        ready.set()
+        await executor.execute()
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # re-raised in the calling thread
+            holder["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=target, name="llmops-eval-grid", daemon=True)
+    thread.start()
+    bar = _progress_bar(todo, label) if progress and todo > 0 else None
+    shown = 0
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+            if bar is not None and executor.completed > shown:
+                bar.update(executor.completed - shown)
+                shown = executor.completed
+    except KeyboardInterrupt:
+        ready.wait()
+        loop, task = holder.get("loop"), holder.get("task")
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join()
+        raise
+    finally:
+        if bar is not None:
+            if executor.completed > shown:
+                bar.update(executor.completed - shown)
+            bar.close()
+    error = holder.get("error")
+    if error is not None and not isinstance(error, asyncio.CancelledError):
+        raise error
+
+
+def _progress_bar(total: int, label: str) -> Any:
+    try:
+        if _in_notebook():
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=label, unit="call", dynamic_ncols=True, mininterval=0.2)
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+class _Executor:
+    """The asyncio side of a run: workers, scoring, batched writes."""
+
+    def __init__(self, plan: Plan, run_id: int, done: set[tuple[str, str, int]], store: Any):
+        self.plan = plan
+        self.run_id = run_id
+        self.done = done
+        self.store = store
+        self.completed = 0  # cells finished (stored or about to be)
+        self.stored = 0
+        self.buffer: list[dict[str, Any]] = []
+        self.kick: asyncio.Event | None = None
+        self.writing: asyncio.Lock | None = None
+        self.call_kwargs: dict[str, Any] = {}
+        if plan.timeout is not None:
+            self.call_kwargs["timeout"] = plan.timeout
+        if plan.retries is not None:
+            self.call_kwargs["retries"] = plan.retries
+
+    def cells(self) -> Iterator[tuple[int, dict[str, Any], GridPrompt, ModelSpec]]:
+        """Row-major, so a partial run covers every prompt x model evenly."""
+        for i, row in enumerate(self.plan.frame.iter_rows(named=True)):
+            for p in self.plan.prompts:
+                for m in self.plan.models:
+                    if (p.label, m.label, i) not in self.done:
+                        yield i, row, p, m
+
+    async def execute(self) -> None:
+        from ..llm.client import acomplete
+
+        self.acomplete = acomplete
+        self.kick = asyncio.Event()
+        self.writing = asyncio.Lock()
+        cells = self.cells()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(self._writer(stop))
+        workers = [asyncio.create_task(self._worker(cells)) for _ in range(self.plan.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            stop.set()
+            self.kick.set()
+            await asyncio.gather(writer, return_exceptions=True)
+            await self._flush()  # whatever is left: the finished cells are never lost
+
+    async def _worker(
+        self, cells: Iterator[tuple[int, dict[str, Any], GridPrompt, ModelSpec]]
+    ) -> None:
+        for i, row, p, m in cells:
+            result = await self._cell(i, row, p, m)
+            self.buffer.append(result)
+            self.completed += 1
+            if len(self.buffer) >= BATCH_ROWS:
+                assert self.kick is not None
+                self.kick.set()
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        assert self.kick is not None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self.kick.wait(), FLUSH_SECONDS)
+            except TimeoutError:
+                pass
+            self.kick.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        assert self.writing is not None
+        async with self.writing:
+            if not self.buffer:
+                return
+            rows, self.buffer = self.buffer, []
+            await asyncio.to_thread(self.store.add_eval_results, rows)
+            self.stored += len(rows)
+
+    async def _cell(
+        self, i: int, row: dict[str, Any], p: GridPrompt, m: ModelSpec
+    ) -> dict[str, Any]:
+        plan = self.plan
+        model = m.model or p.model or config.settings.default_model
+        output: str | None = None
+        error: str | None = None
+        completion = None
+        trace_id = None
+        messages: list[dict[str, Any]] = []
+        try:
+            messages = p.render(row)
+            completion = await self.acomplete(
+                model,
+                messages=messages,
+                cache=plan.cache,
+                api_base=m.api_base,
+                api_key=m.api_key,
+                **self.call_kwargs,
+                **{**p.parameters, **m.parameters},
+            )
+            output = completion.text
+            trace_id = completion.trace_id
+        except LLMOpsError as exc:
+            error = str(exc)
+            trace_id = getattr(exc, "trace_id", None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an odd provider: recorded, the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+        scores: dict[str, Any] = {}
+        ctx = ScoreContext(
+            row=row,
+            latency_ms=completion.latency_ms if completion else None,
+            cost=completion.cost if completion else None,
+            input_tokens=completion.usage.input_tokens if completion else None,
+            output_tokens=completion.usage.output_tokens if completion else None,
+            input_text="\n".join(f"{x.get('role')}: {x.get('content')}" for x in messages),
+            cache=plan.cache,
+            call=self.acomplete,
+        )
+        for s in plan.scorers:
+            if error is not None:
+                if s.args_for(i) is not None:
+                    scores[s.name] = Score(0.0, "no output: the call failed").stored()
+                continue
+            score = await s.score(i, output or "", ctx)
+            if score is not None:
+                scores[s.name] = score.stored()
+        return {
+            "run_id": self.run_id,
+            "prompt_ref": p.label,
+            "prompt_version_id": p.version_id,
+            "model": model,
+            "model_label": m.label,
+            "row_index": i,
+            "inputs": {k: _jsonable(v) for k, v in row.items()},
+            "expected": self._expected(i, row),
+            "output": output,
+            "error": error,
+            "scores": scores,
+            "latency_ms": completion.latency_ms if completion else None,
+            "input_tokens": completion.usage.input_tokens if completion else None,
+            "output_tokens": completion.usage.output_tokens if completion else None,
+            "cost": completion.cost if completion else None,
+            "cached": bool(completion.cached) if completion else False,
+            "trace_id": trace_id,
+        }
+
+    def _expected(self, i: int, row: dict[str, Any]) -> str | None:
+        """What the row is compared with, for display: `expected`, else the first
+        scorer's reference argument."""
+        if "expected" in row and row["expected"] is not None:
+            return str(row["expected"])
+        for s in self.plan.scorers:
+            args = s.args_for(i)
+            if not args:
+                continue
+            for key in ("expected", "reference", "value", "pattern"):
+                value = args.get(key)
+                if isinstance(value, str):
+                    try:
+                        return str(s.render({key: value}, row)[key])
+                    except Exception:
+                        return value
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return str(value)
+
+
+def elapsed(start: float) -> str:
+    return f"{time.perf_counter() - start:.1f} s"

@@ -1,0 +1,373 @@
+"""The litellm callback that turns every litellm call into an LLM span.
+
+`install(litellm)` (run by `llm.runtime` when litellm is imported, by whoever) adds one
+`CustomLogger` to `litellm.callbacks`, which litellm runs for sync and async calls.
+The span opens in litellm's pre-call hook, which runs in the caller's thread and
+context, so it nests under the caller's current span and its trace id is known before
+the call returns (`tracing.trace_id_for_call`). It closes in the success or failure
+hook: inline for async calls (`async_post_call_success_deployment_hook`) and for
+failures; from litellm's logging thread for sync successes.
+
+Only named fields are recorded (model, messages, a few request parameters, the reply,
+usage, cost): never litellm's kwargs wholesale, so API keys and auth headers cannot
+reach a span; any key-like value is also scrubbed from messages, replies and errors.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlparse
+
+from .. import tracing
+
+__all__ = ["install"]
+
+_MARK = "_llmops_nb_tracing"
+
+# litellm call type -> gen_ai.operation.name
+_OPERATIONS = {
+    "completion": "chat",
+    "acompletion": "chat",
+    "text_completion": "text_completion",
+    "atext_completion": "text_completion",
+    "embedding": "embeddings",
+    "aembedding": "embeddings",
+    "image_generation": "image_generation",
+    "aimage_generation": "image_generation",
+    "responses": "chat",
+    "aresponses": "chat",
+}
+
+# request parameter -> gen_ai.request.* attribute
+_REQUEST_PARAMS = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+    "stop": "gen_ai.request.stop_sequences",
+    "n": "gen_ai.request.choice.count",
+}
+
+_PLAIN = (bool, int, float)  # values that cannot be secrets: skipped fast
+
+
+def install(litellm: ModuleType) -> None:
+    """Trace every call of this litellm module (idempotent)."""
+    callbacks = litellm.callbacks
+    if any(getattr(cb, _MARK, False) for cb in callbacks):
+        return
+    callbacks.append(_logger_class(litellm)())
+
+
+def _logger_class(litellm: ModuleType) -> type:
+    base = litellm.integrations.custom_logger.CustomLogger
+
+    class LLMOpsTracer(base):  # type: ignore[misc, valid-type]
+        """Opens an LLM span before each litellm request and closes it with the outcome."""
+
+        _llmops_nb_tracing = True
+
+        # before the request: in the caller's thread and context, sync and async
+        def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+            _start(kwargs, messages)
+
+        # sync success: litellm's logging thread
+        def log_success_event(
+            self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            _succeed(kwargs, response_obj, kwargs.get("response_cost"), end_time)
+
+        # async success: inline, before `await acompletion(...)` returns
+        async def async_post_call_success_deployment_hook(
+            self, request_data: dict[str, Any], response: Any, call_type: Any
+        ) -> None:
+            _succeed(request_data, response, _cost(litellm, request_data, response), None)
+            return None
+
+        # async streams and anything the deployment hook did not see
+        async def async_log_success_event(
+            self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            _succeed(kwargs, response_obj, kwargs.get("response_cost"), end_time)
+
+        def log_failure_event(
+            self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            _fail(kwargs, kwargs.get("exception"), end_time)
+
+        async def async_post_call_failure_deployment_hook(
+            self,
+            request_data: Mapping[str, Any],
+            exception: Exception,
+            call_type: Any,
+            fallback_depth: int | None = None,
+        ) -> None:
+            _fail(request_data, exception, None)
+
+        async def async_log_failure_event(
+            self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            _fail(kwargs, kwargs.get("exception"), end_time)
+
+    return LLMOpsTracer
+
+
+# --- span contents --------------------------------------------------------------------
+
+
+def _call_id(kwargs: Mapping[str, Any]) -> str | None:
+    call_id = kwargs.get("litellm_call_id")
+    if not call_id:
+        call_id = (kwargs.get("litellm_params") or {}).get("litellm_call_id")
+    return str(call_id) if call_id else None
+
+
+def _ns(value: Any) -> int | None:
+    """litellm's naive local datetimes (or epoch floats) as epoch nanoseconds."""
+    if isinstance(value, _dt.datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, (int, float)) and value > 0:
+        return int(value * 1e9)
+    return None
+
+
+def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
+    call_id = _call_id(kwargs)
+    if call_id is None or call_id in tracing._calls:
+        return None  # litellm may run its pre-call hook more than once per attempt
+    params: Mapping[str, Any] = kwargs.get("litellm_params") or {}
+    optional: Mapping[str, Any] = kwargs.get("optional_params") or {}
+    provider = kwargs.get("custom_llm_provider") or params.get("custom_llm_provider") or ""
+    model = str(kwargs.get("model") or "")
+    call_type = str(kwargs.get("call_type") or "completion")
+    operation = _OPERATIONS.get(call_type, call_type)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.system": provider or None,
+        "gen_ai.provider.name": provider or None,
+        "gen_ai.request.model": model,
+        "llmops.model": f"{provider}/{model}" if provider and "/" not in model else model,
+    }
+    for param, key in _REQUEST_PARAMS.items():
+        value = optional.get(param, kwargs.get(param))
+        if value is not None and attributes.get(key) is None:
+            attributes[key] = [value] if param == "stop" and isinstance(value, str) else value
+    if optional.get("stream") or kwargs.get("stream"):
+        attributes["llmops.stream"] = True
+    api_base = params.get("api_base") or kwargs.get("api_base")
+    if isinstance(api_base, str) and api_base:
+        url = urlparse(api_base)
+        if url.hostname:
+            attributes["server.address"] = url.hostname
+        if url.port:
+            attributes["server.port"] = url.port
+    if messages is None:
+        messages = kwargs.get("messages")
+    if operation == "embeddings" or not messages:
+        inputs: dict[str, Any] = {"input": kwargs.get("input", messages)}
+    else:
+        inputs = {"messages": messages}
+    is_async = bool(
+        params.get("acompletion") or params.get("aembedding") or call_type.startswith("a")
+    )
+    secrets = _secrets(kwargs)
+    tracing.add_secrets(secrets)  # also masked wherever else they show up in this trace
+    trace_id = tracing.start_call_span(
+        call_id,
+        f"{operation} {model}".strip(),
+        attributes=attributes,
+        inputs=_scrub(tracing.jsonable(inputs), secrets),
+        start_ns=_ns(kwargs.get("start_time")),
+        waitable=not is_async,
+    )
+    return trace_id
+
+
+def _ensure_started(kwargs: Mapping[str, Any]) -> str | None:
+    """The call id whose span is open; opens one for calls that skipped the pre-call hook
+    (cache hits, failures before the request), but never twice for one outcome."""
+    call_id = _call_id(kwargs)
+    if call_id is None:
+        return None
+    if call_id in tracing._calls:
+        return call_id
+    if tracing.trace_id_for_call(call_id) is not None:
+        return None  # already closed: a second hook reporting the same outcome
+    return call_id if _start(kwargs) else None
+
+
+def _succeed(kwargs: Mapping[str, Any], response: Any, cost: Any, end_time: Any) -> None:
+    call_id = _ensure_started(kwargs)
+    if call_id is None:
+        return
+    secrets = _secrets(kwargs)
+    attributes: dict[str, Any] = {}
+    outputs: Any = None
+    try:
+        attributes, outputs = _response_fields(response)
+    except Exception as exc:  # an unexpected response shape must not lose the span
+        attributes["llmops.response_error"] = str(exc)
+    cost_value = _number(cost)
+    if cost_value is None:
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost_value = _number(hidden.get("response_cost"))
+    if cost_value is not None:
+        attributes["llmops.cost"] = cost_value
+    if kwargs.get("cache_hit"):
+        attributes["llmops.cached"] = True
+    tracing.end_call_span(
+        call_id,
+        outputs=_scrub(tracing.jsonable(outputs), secrets),
+        attributes=attributes,
+        end_ns=_ns(end_time) or time.time_ns(),
+    )
+
+
+def _fail(kwargs: Mapping[str, Any], exception: Any, end_time: Any) -> None:
+    call_id = _ensure_started(kwargs)
+    if call_id is None:
+        return
+    if isinstance(exception, BaseException):
+        name, text = type(exception).__name__, str(exception)
+        message = text if name in text else f"{name}: {text}"
+    else:
+        name, message = "Error", str(exception or "litellm call failed")
+    message = _scrub(message, _secrets(kwargs))
+    tracing.end_call_span(
+        call_id,
+        attributes={"error.type": name},
+        error=message,
+        end_ns=_ns(end_time) or time.time_ns(),
+    )
+
+
+def _response_fields(response: Any) -> tuple[dict[str, Any], Any]:
+    """gen_ai.response.* and usage attributes, and the reply as the span's outputs."""
+    attributes: dict[str, Any] = {}
+    if response is None:
+        return attributes, None
+    model = getattr(response, "model", None)
+    if model:
+        attributes["gen_ai.response.model"] = str(model)
+    response_id = getattr(response, "id", None)
+    if response_id:
+        attributes["gen_ai.response.id"] = str(response_id)
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        prompt = _get(usage, "prompt_tokens", "input_tokens")
+        completion = _get(usage, "completion_tokens", "output_tokens")
+        attributes["gen_ai.usage.input_tokens"] = int(prompt or 0)
+        attributes["gen_ai.usage.output_tokens"] = int(completion or 0)
+    choices = getattr(response, "choices", None)
+    if choices:
+        finish = [str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)]
+        if finish:
+            attributes["gen_ai.response.finish_reasons"] = finish
+        replies = [_message(c) for c in choices]
+        return attributes, replies[0] if len(replies) == 1 else replies
+    data = getattr(response, "data", None)
+    if isinstance(data, list):  # embeddings, images
+        dims = {len(d.get("embedding") or []) for d in data if isinstance(d, Mapping)}
+        return attributes, {"items": len(data), "dimensions": sorted(dims)}
+    return attributes, response
+
+
+def _message(choice: Any) -> Any:
+    message = getattr(choice, "message", None) or getattr(choice, "delta", None)
+    if message is None:
+        return {"text": getattr(choice, "text", None)}
+    out: dict[str, Any] = {
+        "role": getattr(message, "role", None) or "assistant",
+        "content": getattr(message, "content", None),
+    }
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": getattr(tc, "id", None),
+                "name": getattr(getattr(tc, "function", None), "name", None),
+                "arguments": getattr(getattr(tc, "function", None), "arguments", None),
+            }
+            for tc in tool_calls
+        ]
+    return out
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _cost(litellm: ModuleType, request: Mapping[str, Any], response: Any) -> float | None:
+    """The call's cost from litellm's local price table (async responses carry none yet)."""
+    logging_obj = request.get("litellm_logging_obj")
+    calculate = getattr(logging_obj, "response_cost_calculator", None)
+    try:
+        if callable(calculate):
+            return _number(calculate(result=response))
+        return _number(litellm.completion_cost(completion_response=response))
+    except Exception:  # unknown model: no price
+        return None
+
+
+# --- keeping secrets out ----------------------------------------------------------------
+
+
+def _secrets(kwargs: Mapping[str, Any]) -> set[str]:
+    """Every key-like string this call could carry: api keys, auth headers, key env vars."""
+    found: set[str] = set()
+    sources: list[Any] = [kwargs, kwargs.get("litellm_params"), kwargs.get("optional_params")]
+    for source in sources:
+        if isinstance(source, dict):
+            _collect(source.items(), found, 0)
+    return found | tracing._known_secrets  # with the key-like environment variables
+
+
+def _collect(items: Iterable[tuple[Any, Any]], found: set[str], depth: int) -> None:
+    for key, value in items:
+        if value is None or value.__class__ in _PLAIN:
+            continue
+        secret_key = isinstance(key, str) and tracing._is_secret_name(key)
+        if isinstance(value, str):
+            if secret_key and len(value) >= 6:
+                found.add(value)
+                scheme, _, rest = value.partition(" ")
+                if rest and scheme.lower() in ("bearer", "basic", "token"):
+                    found.add(rest)
+        elif isinstance(value, dict) and depth < 2 and isinstance(key, str):
+            if secret_key or "header" in key.lower():
+                _collect(value.items(), found, depth + 1)
+
+
+def _scrub(value: Any, secrets: set[str]) -> Any:
+    """VALUE with every secret string replaced by '***'."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "***")
+        return value
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    return value

@@ -1,0 +1,467 @@
+"""`complete` / `acomplete`: one model call through litellm, with retries, a timeout,
+the store's response cache, token usage, cost and latency.
+
+Our retry loop is the only one (litellm's and the openai client's are turned off), so
+the number of requests a provider sees is exact. API keys go to litellm and nowhere
+else: never into the cache key, the cached row, or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config import settings
+from ..errors import LLMOpsError
+from .completion import Completion, Usage
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "ModelCallError",
+    "ModelError",
+    "ModelTimeout",
+    "UnknownModel",
+    "acomplete",
+    "cache_key",
+    "complete",
+]
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds to wait for each attempt's response."""
+DEFAULT_RETRIES = 3
+"""Retries after the first attempt, on 429, 5xx, timeouts and connection errors."""
+BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time, with jitter
+BACKOFF_CAP = 20.0
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After fails at once instead of stalling the notebook
+
+Messages = list[dict[str, Any]]
+
+
+class ModelError(LLMOpsError):
+    """A model call failed; `trace_id` points at the last attempt's trace when there is one."""
+
+    trace_id: str | None = None
+    retryable: bool = False
+
+
+class UnknownModel(ModelError, ValueError):
+    """No such provider or model, or no model given and no default set."""
+
+
+class ModelCallError(ModelError, RuntimeError):
+    """The provider refused the call, or kept failing after every retry."""
+
+
+class ModelTimeout(ModelCallError, TimeoutError):
+    """No response within the timeout, on every attempt."""
+
+
+# Parameters that never enter the cache key: secrets, and what does not change the reply.
+_SECRET = re.compile(r"api_?key|secret|password|credential|auth|token$|headers", re.I)
+_NOT_IN_KEY = frozenset(
+    {"metadata", "litellm_metadata", "timeout", "request_timeout", "num_retries", "max_retries"}
+)
+_RAW_FIELDS = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
+_jitter = random.Random()
+# Call ids: 128 random bits like uuid4().hex, without a getrandom syscall per call (one
+# that releases the GIL costs a thread switch when litellm's logging threads are busy).
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def new_call_id() -> str:
+    """A fresh `litellm_call_id`: 32 hex digits, unique per call and per process."""
+    return f"{_ids.getrandbits(128):032x}"
+
+
+def cache_key(
+    model: str, messages: Messages, params: dict[str, Any], api_base: str | None = None
+) -> str:
+    """sha256 of (model, messages, parameters, endpoint): never of a key or a header."""
+    kept = {k: v for k, v in params.items() if k not in _NOT_IN_KEY and not _SECRET.search(k)}
+    payload = {
+        "model": model,
+        "messages": messages,
+        "params": kept,
+        "api_base": _public_url(api_base),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_key_part)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key_part(value: Any) -> Any:
+    """A stable stand-in for a parameter JSON cannot hold (e.g. a pydantic response_format)."""
+    schema = getattr(value, "model_json_schema", None)
+    if callable(schema):
+        return schema()
+    return repr(value)
+
+
+def _public_url(url: str | None) -> str | None:
+    """The endpoint without user:password or query string (which may carry a key)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass
+class _Call:
+    """One `complete` call: what to send, and the bookkeeping of its attempts."""
+
+    model: str
+    messages: Messages
+    params: dict[str, Any]
+    timeout: float
+    retries: int
+    use_cache: bool
+    api_base: str | None
+    api_key: str | None
+    start: float
+    key: str | None = None
+    call_id: str = ""
+    attempt: int = 0
+
+    def litellm_kwargs(self) -> dict[str, Any]:
+        """Arguments for one attempt, with a fresh call id the tracing callback can find."""
+        self.call_id = new_call_id()
+        kwargs: dict[str, Any] = {
+            **self.params,
+            "model": self.model,
+            "messages": self.messages,
+            "timeout": self.timeout,
+            "max_retries": 0,  # the openai client's retries: off
+            "num_retries": 0,  # litellm's retries: off
+            "litellm_call_id": self.call_id,
+        }
+        if self.api_base is not None:
+            kwargs["api_base"] = self.api_base
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key
+        return kwargs
+
+    def after_failure(self, litellm: ModuleType, exc: Exception) -> float:
+        """Seconds to wait before the next attempt, or raise the clear error for EXC."""
+        error = _classify(litellm, exc, self)
+        error.trace_id = _trace_id(self.call_id)
+        if not error.retryable or self.attempt >= self.retries:
+            raise error from None
+        delay = _retry_after(exc)
+        if delay is None:
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**self.attempt) * (0.5 + _jitter.random() / 2)
+        elif delay > MAX_RETRY_AFTER:
+            raise type(error)(
+                f"{error} (the server asks to retry after {delay:g} s; try again later)"
+            ) from None
+        self.attempt += 1
+        return delay
+
+    def completion(self, litellm: ModuleType, response: Any) -> Completion:
+        choice = response.choices[0] if response.choices else None
+        message = getattr(choice, "message", None)
+        usage = getattr(response, "usage", None)
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            cost = hidden["response_cost"]
+        else:
+            try:
+                cost = litellm.completion_cost(completion_response=response)
+            except Exception:  # a model missing from the price table has no cost
+                cost = None
+        dumped = response.model_dump()
+        return Completion(
+            text=(getattr(message, "content", None) or "") if message is not None else "",
+            model=self.model,
+            usage=Usage(
+                input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            ),
+            cost=float(cost) if cost is not None else None,
+            latency_ms=(time.perf_counter() - self.start) * 1000,
+            cached=False,
+            trace_id=_trace_id(self.call_id),
+            finish_reason=getattr(choice, "finish_reason", None),
+            raw={k: dumped[k] for k in _RAW_FIELDS if k in dumped},
+        )
+
+
+def _prepare(
+    model: str | None,
+    prompt: str | Messages | None,
+    messages: Messages | None,
+    timeout: float,
+    retries: int,
+    cache: bool | None,
+    api_base: str | None,
+    api_key: str | None,
+    params: dict[str, Any],
+) -> _Call:
+    start = time.perf_counter()
+    model = model or settings.default_model
+    if not model:
+        raise UnknownModel(
+            "no model given and no default model set: pass a litellm model id such as "
+            "'openai/gpt-4o-mini', or set one with %config LLMOps.default_model or LLMOPS_NB_MODEL"
+        )
+    if (prompt is None) == (messages is None):
+        raise ModelCallError("give either a prompt or messages=[...] (not both, not neither)")
+    if prompt is not None:
+        messages = (
+            [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        )
+    assert messages is not None
+    if params.get("stream"):
+        raise ModelCallError("lo.complete does not stream; call it without stream=True")
+    if timeout is None or timeout <= 0:
+        raise ModelCallError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    use_cache = settings.cache if cache is None else bool(cache)
+    call = _Call(
+        model,
+        messages,
+        params,
+        float(timeout),
+        max(0, int(retries)),
+        use_cache,
+        api_base,
+        api_key,
+        start,
+    )
+    if use_cache:
+        call.key = cache_key(model, messages, params, api_base)
+    return call
+
+
+def _from_cache(call: _Call) -> Completion | None:
+    from ..store import get_store
+
+    assert call.key is not None
+    found = get_store().cache_get(call.key)
+    if found is None:
+        return None
+    usage = found.get("usage") or {}
+    return Completion(
+        text=found.get("text", ""),
+        model=call.model,
+        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+        cost=found.get("cost"),
+        latency_ms=(time.perf_counter() - call.start) * 1000,
+        cached=True,
+        trace_id=None,  # no litellm call, so no LLM span
+        finish_reason=found.get("finish_reason"),
+        raw=found.get("raw"),
+    )
+
+
+def _to_cache(call: _Call, result: Completion) -> None:
+    from ..store import get_store
+
+    assert call.key is not None
+    row = {
+        "text": result.text,
+        "usage": {
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+        },
+        "cost": result.cost,
+        "finish_reason": result.finish_reason,
+        "latency_ms": result.latency_ms,
+        "raw": result.raw,
+    }
+    get_store().cache_put(call.key, call.model, row)
+
+
+def complete(
+    model: str | None = None,
+    prompt: str | Messages | None = None,
+    *,
+    messages: Messages | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    cache: bool | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **params: Any,
+) -> Completion:
+    """Call MODEL (a litellm id, e.g. 'openai/gpt-4o-mini') with a prompt or messages.
+
+    `timeout` bounds each attempt; 429s, 5xx, timeouts and connection errors are
+    retried `retries` times with exponential backoff and jitter, honouring
+    Retry-After. With `cache` (default: the `cache` setting) the same model, messages
+    and parameters are answered from the store, marked `cached` (its usage and cost are
+    the original response's). Other keyword arguments (temperature, max_tokens, ...)
+    go to the model. `latency_ms` is what the caller waited, retries included.
+    Failures raise one `ModelError`: `UnknownModel`, `ModelTimeout` or `ModelCallError`.
+    """
+    call = _prepare(model, prompt, messages, timeout, retries, cache, api_base, api_key, params)
+    if call.use_cache:
+        hit = _from_cache(call)
+        if hit is not None:
+            return hit
+    litellm = _litellm(call)
+    call.start = time.perf_counter()  # latency is the model's, not litellm's first import
+    while True:
+        try:
+            response = litellm.completion(**call.litellm_kwargs())
+            break
+        except Exception as exc:
+            time.sleep(call.after_failure(litellm, exc))
+    result = call.completion(litellm, response)
+    if call.use_cache:
+        _to_cache(call, result)
+    return result
+
+
+async def acomplete(
+    model: str | None = None,
+    prompt: str | Messages | None = None,
+    *,
+    messages: Messages | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    cache: bool | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **params: Any,
+) -> Completion:
+    """`complete` for asyncio code (the eval runner): same arguments, same result."""
+    call = _prepare(model, prompt, messages, timeout, retries, cache, api_base, api_key, params)
+    if call.use_cache:
+        hit = await asyncio.to_thread(_from_cache, call)
+        if hit is not None:
+            return hit
+    litellm = _litellm(call)
+    call.start = time.perf_counter()  # latency is the model's, not litellm's first import
+    while True:
+        try:
+            response = await litellm.acompletion(**call.litellm_kwargs())
+            break
+        except Exception as exc:
+            await asyncio.sleep(call.after_failure(litellm, exc))
+    result = call.completion(litellm, response)
+    if call.use_cache:
+        await asyncio.to_thread(_to_cache, call, result)
+    return result
+
+
+# --- litellm, providers and errors ---------------------------------------------------------
+
+_known_models: set[tuple[str, str | None]] = set()
+
+
+def _litellm(call: _Call) -> ModuleType:
+    """litellm (imported on first use), after checking that it knows the model's provider."""
+    from . import runtime
+
+    litellm = runtime.litellm()
+    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners in notebooks
+    if (call.model, call.api_base) not in _known_models:
+        try:
+            litellm.get_llm_provider(call.model, api_base=call.api_base)
+        except Exception:
+            raise UnknownModel(
+                f"unknown model {call.model!r}: litellm needs a known provider prefix, "
+                "e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or "
+                "'local/<name>' (providers: https://docs.litellm.ai/docs/providers)"
+            ) from None
+        _known_models.add((call.model, call.api_base))
+    return litellm
+
+
+def _classify(litellm: ModuleType, exc: Exception, call: _Call) -> ModelError:
+    """The one-line error for a failed attempt; `retryable` says whether to try again."""
+    status = getattr(exc, "status_code", None)
+    detail = _detail(exc, call.api_key)
+    where = f" at {_public_url(call.api_base)}" if call.api_base else ""
+    retryable = False
+    error: ModelError
+    if isinstance(exc, litellm.Timeout) or isinstance(exc, TimeoutError):
+        error = ModelTimeout(
+            f"{call.model}: no response within {call.timeout:g} s (timeout={call.timeout:g})"
+        )
+        retryable = True
+    elif isinstance(exc, litellm.NotFoundError) or status == 404:
+        error = UnknownModel(f"{call.model}: model not found{where}: {detail}")
+    elif isinstance(exc, litellm.AuthenticationError) or status in (401, 403):
+        error = ModelCallError(
+            f"{call.model}: authentication failed{where}: set the provider's API key "
+            f"(e.g. OPENAI_API_KEY) or pass api_key=... ({detail})"
+        )
+    elif isinstance(exc, litellm.RateLimitError) or status == 429:
+        error = ModelCallError(f"{call.model}: rate limited (429){where}: {detail}")
+        retryable = True
+    elif isinstance(exc, litellm.APIConnectionError) or (isinstance(status, int) and status >= 500):
+        refused = "connection error" in detail.lower() or not isinstance(status, int)
+        kind = "connection failed" if refused else f"server error ({status})"
+        error = ModelCallError(f"{call.model}: {kind}{where}: {detail}")
+        retryable = True
+    elif isinstance(exc, ConnectionError | OSError):
+        error = ModelCallError(f"{call.model}: connection failed{where}: {detail}")
+        retryable = True
+    else:
+        error = ModelCallError(f"{call.model}: the call failed{where}: {detail}")
+    if retryable and call.attempt >= call.retries and call.retries > 0:
+        error = type(error)(f"{error} (after {call.retries + 1} attempts)")
+    error.retryable = retryable
+    return error
+
+
+_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Error:\s*)?(?:\w+Exception\s*-\s*)?")
+
+
+def _detail(exc: Exception, api_key: str | None) -> str:
+    """The provider's own message, first line, without litellm's prefixes or any key."""
+    lines = str(exc).strip().splitlines()
+    text = _PREFIX.sub("", lines[0]) if lines else ""
+    text = text or type(exc).__name__
+    if api_key:
+        text = text.replace(api_key, "***")
+    return text[:600]
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms or Retry-After), if any."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _trace_id(call_id: str) -> str | None:
+    """The trace the tracing callback opened for this litellm call (None before any call)."""
+    if not call_id:
+        return None
+    from ..tracing import trace_id_for_call  # imported with litellm's hooks by now
+
+    return trace_id_for_call(call_id)

@@ -1,0 +1,462 @@
+"""Thin authenticated JSON handlers under /llmops-nb/api/ over the shared experiment store.
+
+Each verb parses and checks its parameters (400 with a message), calls one store
+query in a worker thread (the server's event loop never waits on the database), and
+writes JSON. Unknown ids are 404. Writes (feedback, alias moves) are POSTs, so
+Jupyter's XSRF check applies to cookie-authenticated browsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from .. import config
+from ..errors import InvalidName, NotFound, StoreUnavailable
+from . import payloads as p
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_METRICS_LIMIT = 10_000
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,64}$")
+
+
+class BadParam(Exception):
+    """A query parameter or body field the caller must fix (HTTP 400)."""
+
+
+def _store() -> Any:
+    """The shared store, opened on the first request (never at server start)."""
+    from ..store import get_store
+
+    return get_store()
+
+
+def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Map the store's user errors to HTTP statuses with a one-line JSON message."""
+
+    @functools.wraps(method)
+    async def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> None:
+        try:
+            await method(self, *args, **kwargs)
+        except (BadParam, InvalidName) as exc:
+            self.fail(400, str(exc))
+        except NotFound as exc:
+            self.fail(404, str(exc))
+        except StoreUnavailable as exc:
+            self.fail(503, str(exc))
+
+    return wrapper
+
+
+class BaseHandler(APIHandler):
+    """Parameter parsing, store calls off the event loop, and JSON replies."""
+
+    async def query(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call in a worker thread and record its time for Server-Timing."""
+        start = time.perf_counter()
+        result = await asyncio.to_thread(lambda: fn(*args, **kwargs))
+        self._store_ms = getattr(self, "_store_ms", 0.0) + (time.perf_counter() - start) * 1000
+        return result
+
+    def reply(self, body: Any) -> None:
+        total_ms = (time.perf_counter() - self._started) * 1000
+        self.set_header("Content-Type", "application/json")
+        self.set_header(
+            "Server-Timing",
+            f"store;dur={getattr(self, '_store_ms', 0.0):.2f}, total;dur={total_ms:.2f}",
+        )
+        self.finish(json.dumps(body))
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+    def prepare(self) -> Any:
+        self._started = time.perf_counter()
+        return super().prepare()
+
+    # --- parameters ---------------------------------------------------------------
+
+    def int_arg(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadParam(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise BadParam(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def paging(self, max_limit: int = MAX_LIMIT) -> tuple[int, int]:
+        limit = self.int_arg("limit", DEFAULT_LIMIT, 1, max_limit)
+        offset = self.int_arg("offset", 0, 0, 10**9)
+        return limit, offset
+
+    def project(self) -> str:
+        name = self.get_query_argument("project", None) or config.current_project()
+        return config.check_name("project", name)
+
+    def str_arg(self, name: str) -> str | None:
+        value = self.get_query_argument(name, None)
+        return value or None
+
+    def time_arg(self, name: str) -> int | None:
+        """An ISO 8601 time (UTC when no offset is given) or epoch milliseconds -> ns."""
+        raw = self.str_arg(name)
+        if raw is None:
+            return None
+        try:
+            return int(float(raw) * 1_000_000)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadParam(
+                f"{name} must be an ISO 8601 time or epoch milliseconds, got {raw!r}"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp() * 1e9)
+
+    def body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise BadParam("the request body must be JSON") from None
+        if not isinstance(data, dict):
+            raise BadParam("the request body must be a JSON object")
+        return data
+
+
+def _int_id(kind: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadParam(f"{kind} id must be an integer, got {raw!r}") from None
+
+
+# --- projects and changes --------------------------------------------------------------
+
+
+class ProjectsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        limit, offset = self.paging()
+        rows, total = await self.query(_store().project_page, limit, offset)
+        items = [p.row(r) for r in rows]
+        self.reply(p.page(items, total, limit, offset) | {"current": config.current_project()})
+
+
+class ChangesHandler(BaseHandler):
+    """A fingerprint the sidebar polls: reload only when it changes."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project = self.project()
+        marker = await self.query(_store().change_marker, project)
+        self.reply({"project": project, "marker": marker})
+
+
+# --- prompts -------------------------------------------------------------------------
+
+
+def _prompt_page(project: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    store = _store()
+    if store.find_project_id(project) is None:
+        return [], 0
+    rows = store.list_prompts(project)
+    return rows[offset : offset + limit], len(rows)
+
+
+class PromptsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_prompt_page, project, limit, offset)
+        self.reply(p.page([p.jsonable(r) for r in rows], total, limit, offset))
+
+
+class PromptVersionsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self, name: str) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_store().prompt_versions_page, project, name, limit, offset)
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+def _diff(project: str, name: str, a: int | None, b: int | None) -> dict[str, Any]:
+    store = _store()
+    if store.find_project_id(project) is None:
+        raise NotFound(f"unknown project {project!r}")
+    new = store.prompt_version(project, name, b)
+    old_number = a if a is not None else new.version - 1
+    if old_number < 1:
+        return {"name": name, "from": None, "to": new.version, "diff": ""}
+    old = store.prompt_version(project, name, old_number)
+    return {
+        "name": name,
+        "from": old.version,
+        "to": new.version,
+        "diff": p.prompt_diff(project, name, old, new),
+    }
+
+
+class PromptDiffHandler(BaseHandler):
+    """?a=2&b=3; b defaults to the latest version, a to the one before b."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, name: str) -> None:
+        project = self.project()
+        a = self.int_arg("a", 0, 1, 10**9) or None
+        b = self.int_arg("b", 0, 1, 10**9) or None
+        self.reply(await self.query(_diff, project, name, a, b))
+
+
+def _aliases(project: str, name: str) -> dict[str, Any]:
+    store = _store()
+    if store.find_project_id(project) is None:
+        raise NotFound(f"unknown project {project!r}")
+    return {
+        "aliases": store.prompt_aliases(project, name),
+        "log": [p.jsonable(e) for e in store.alias_log(project, name)],
+    }
+
+
+class PromptAliasesHandler(BaseHandler):
+    """GET: alias -> version and the audit log (newest first, paged). POST: move or roll back."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, name: str) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        data = await self.query(_aliases, project, name)
+        log = list(reversed(data["log"]))
+        self.reply(
+            {"name": name, "aliases": data["aliases"]}
+            | {"log": p.page(log[offset : offset + limit], len(log), limit, offset)}
+        )
+
+    @tornado.web.authenticated
+    @api
+    async def post(self, name: str) -> None:
+        project, body = self.project(), self.body()
+        alias = config.check_name("alias", body.get("alias"))  # type: ignore[arg-type]
+        store = _store()
+        if body.get("rollback"):
+            before, after = await self.query(
+                store.rollback_alias, project, name, alias, config.author()
+            )
+        else:
+            version = body.get("version")
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise BadParam("version must be a positive integer (or send rollback: true)")
+            before, after = await self.query(
+                store.set_alias, project, name, alias, version, config.author()
+            )
+        self.reply({"name": name, "alias": alias, "from": before, "to": after})
+
+
+# --- evaluations ---------------------------------------------------------------------
+
+
+class EvalRunsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_store().eval_runs_page, project, limit, offset)
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+class EvalRunHandler(BaseHandler):
+    """One run and its summary: a row per prompt x model (the heatmap's cells)."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, run_id: str) -> None:
+        rid = _int_id("eval run", run_id)
+        store = _store()
+        run = await self.query(store.eval_run, rid)
+        summary = await self.query(store.eval_summary, rid)
+        self.reply({"run": p.row(run), "summary": summary})
+
+
+class EvalResultsHandler(BaseHandler):
+    """?prompt=REF&model=LABEL narrow the page to one heatmap cell."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, run_id: str) -> None:
+        rid = _int_id("eval run", run_id)
+        limit, offset = self.paging()
+        rows, total = await self.query(
+            _store().eval_results_page,
+            rid,
+            limit,
+            offset,
+            prompt_ref=self.str_arg("prompt"),
+            model_label=self.str_arg("model"),
+        )
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+# --- traces --------------------------------------------------------------------------
+
+
+def _trace_page(project: str, limit: int, offset: int, **filters: Any) -> tuple[list[Any], int]:
+    store = _store()
+    if store.find_project_id(project) is None:
+        return [], 0
+    rows = store.list_traces(project, limit=limit, offset=offset, **filters)
+    return rows, store.count_traces(project, **filters)
+
+
+class TracesHandler(BaseHandler):
+    """Latest first; ?name=&status=ok|error&since=&until= filter (times: ISO 8601 or epoch ms)."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        status = self.str_arg("status")
+        if status not in (None, "ok", "error"):
+            raise BadParam(f"status must be 'ok' or 'error', got {status!r}")
+        filters = {
+            "name": self.str_arg("name"),
+            "status": status,
+            "since_ns": self.time_arg("since"),
+            "until_ns": self.time_arg("until"),
+        }
+        rows, total = await self.query(_trace_page, project, limit, offset, **filters)
+        self.reply(p.page([p.trace_summary(t) for t in rows], total, limit, offset))
+
+
+def _check_trace_id(trace_id: str) -> str:
+    if not TRACE_ID.match(trace_id):
+        raise BadParam(f"trace id must be hexadecimal, got {trace_id!r}")
+    return trace_id.lower()
+
+
+class TraceHandler(BaseHandler):
+    """One trace with its span tree."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, trace_id: str) -> None:
+        trace, spans = await self.query(_store().get_trace, _check_trace_id(trace_id))
+        self.reply(p.trace_summary(trace) | {"spans": p.span_tree(trace.start_ns, spans)})
+
+
+class FeedbackHandler(BaseHandler):
+    """POST {"score": 1 | -1, "comment": "...", "span_id": "..."}: thumbs up/down."""
+
+    @tornado.web.authenticated
+    @api
+    async def post(self, trace_id: str) -> None:
+        tid, body = _check_trace_id(trace_id), self.body()
+        score = body.get("score")
+        if score not in (1, -1) or isinstance(score, bool):
+            raise BadParam("score must be 1 (thumbs up) or -1 (thumbs down)")
+        comment, span_id = body.get("comment"), body.get("span_id")
+        if comment is not None and not isinstance(comment, str):
+            raise BadParam("comment must be a string")
+        if span_id is not None and not isinstance(span_id, str):
+            raise BadParam("span_id must be a string")
+        store = _store()
+        await self.query(store.get_trace, tid)  # 404 for an unknown trace
+        await self.query(store.add_feedback, tid, score, comment, config.author(), span_id=span_id)
+        self.set_status(201)
+        self.reply({"trace_id": tid, "score": score, "comment": comment, "span_id": span_id})
+
+
+# --- fine-tunes and models -------------------------------------------------------------
+
+
+class FinetunesHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_store().finetune_jobs_page, project, limit, offset)
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+class FinetuneHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self, job_id: str) -> None:
+        job = await self.query(_store().finetune_job, _int_id("fine-tune job", job_id))
+        self.reply(p.row(job))
+
+
+class FinetuneMetricsHandler(BaseHandler):
+    """The loss curve, by step; pages up to 10,000 points."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self, job_id: str) -> None:
+        jid = _int_id("fine-tune job", job_id)
+        limit, offset = self.paging(MAX_METRICS_LIMIT)
+        rows, total = await self.query(_store().finetune_metrics_page, jid, limit, offset)
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+class ModelsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_store().models_page, project, limit, offset)
+        self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
+
+
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    ("projects", ProjectsHandler),
+    ("changes", ChangesHandler),
+    ("prompts", PromptsHandler),
+    ("prompts/([^/]+)/versions", PromptVersionsHandler),
+    ("prompts/([^/]+)/diff", PromptDiffHandler),
+    ("prompts/([^/]+)/aliases", PromptAliasesHandler),
+    ("evals", EvalRunsHandler),
+    ("evals/([^/]+)", EvalRunHandler),
+    ("evals/([^/]+)/results", EvalResultsHandler),
+    ("traces", TracesHandler),
+    ("traces/([^/]+)", TraceHandler),
+    ("traces/([^/]+)/feedback", FeedbackHandler),
+    ("finetunes", FinetunesHandler),
+    ("finetunes/([^/]+)", FinetuneHandler),
+    ("finetunes/([^/]+)/metrics", FinetuneMetricsHandler),
+    ("models", ModelsHandler),
+]
+
+
+def setup_handlers(web_app: Any) -> None:
+    """Register every route under {base_url}llmops-nb/api/."""
+    base_url = web_app.settings["base_url"]
+    handlers = [
+        (url_path_join(base_url, "llmops-nb", "api", path) + "/?$", handler)
+        for path, handler in ROUTES
+    ]
+    web_app.add_handlers(".*$", handlers)

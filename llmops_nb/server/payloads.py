@@ -1,0 +1,93 @@
+"""Store rows -> JSON-ready dicts for the sidebar.
+
+JavaScript numbers lose precision past 2**53, so nanosecond clocks leave as
+milliseconds. Model output stays a plain JSON string: the frontend renders it as text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+NS_PER_MS = 1_000_000
+
+
+def jsonable(value: Any) -> Any:
+    """Datetimes as ISO 8601; containers recursively; everything else unchanged."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def row(obj: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A SQLModel row's columns as a JSON-ready dict."""
+    return {k: jsonable(v) for k, v in obj.model_dump().items() if k not in exclude}
+
+
+def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else ns / NS_PER_MS
+
+
+def trace_summary(t: Any) -> dict[str, Any]:
+    """One line of the traces list."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "status": t.status,
+        "error": t.error,
+        "start_ms": _ms(t.start_ns),
+        "duration_ms": None if t.end_ns is None else (t.end_ns - t.start_ns) / NS_PER_MS,
+        "n_spans": t.n_spans,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cost": t.cost,
+        "notebook_path": t.notebook_path,
+    }
+
+
+def span_tree(trace_start_ns: int, spans: list[Any]) -> list[dict[str, Any]]:
+    """Spans nested under their parents, siblings by start time; orphans become roots.
+
+    An orphan happens while the exporter has written a child before its parent.
+    """
+    nodes: dict[str, dict[str, Any]] = {}
+    for s in sorted(spans, key=lambda s: (s.start_ns, s.id)):
+        nodes[s.id] = {
+            "id": s.id,
+            "parent_id": s.parent_id,
+            "name": s.name,
+            "kind": s.kind,
+            "status": s.status,
+            "error": s.error,
+            "offset_ms": (s.start_ns - trace_start_ns) / NS_PER_MS,
+            "duration_ms": (s.end_ns - s.start_ns) / NS_PER_MS,
+            "inputs": jsonable(s.inputs),
+            "outputs": jsonable(s.outputs),
+            "attributes": jsonable(s.attributes or {}),
+            "children": [],
+        }
+    roots: list[dict[str, Any]] = []
+    for node in nodes.values():
+        parent = nodes.get(node["parent_id"] or "")
+        (parent["children"] if parent is not None else roots).append(node)
+    return roots
+
+
+def prompt_diff(project: str, name: str, old: Any, new: Any) -> str:
+    """Unified diff of two prompt version rows: the prompts service's own diff.
+
+    The one place the sidebar makes a diff, so notebook and sidebar show the same text.
+    """
+    from ..prompting import PromptVersion
+
+    return PromptVersion.from_row(name, project, new).diff(
+        PromptVersion.from_row(name, project, old)
+    )

@@ -1,0 +1,203 @@
+"""Queries for eval runs and their results.
+
+Results arrive in batches from the grid runner: one Core executemany per batch with
+INSERT ... ON CONFLICT DO NOTHING on (run_id, prompt_ref, model_label, row_index), so a
+resumed run, or a batch written twice, never duplicates a cell. Reads page through a
+run's results by id, so a 100,000-row run never sits in memory as ORM objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from ..errors import NotFound
+from . import models as m
+from .base import StoreBase
+from .models import utcnow
+
+_result_table = m.EvalResult.__table__  # type: ignore[attr-defined]
+_run_table = m.EvalRun.__table__  # type: ignore[attr-defined]
+_CELL_KEY = ["run_id", "prompt_ref", "model_label", "row_index"]
+
+RESULT_COLUMNS = (
+    "prompt_ref",
+    "prompt_version_id",
+    "model",
+    "model_label",
+    "row_index",
+    "inputs",
+    "expected",
+    "output",
+    "error",
+    "scores",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "cached",
+    "trace_id",
+)
+"""The columns `eval_result_chunks` yields, in order."""
+
+
+class EvalQueries(StoreBase):
+    """Eval runs (one per grid) and their results (one per prompt x model x data row)."""
+
+    # --- runs ----------------------------------------------------------------------
+
+    def create_eval_run(self, project: str, name: str, **fields: Any) -> m.EvalRun:
+        """A new run (status 'running'); fields: spec, dataset_version_id, n_cells, ..."""
+        project_id = self.project_id(project)
+
+        def add(s: Session) -> m.EvalRun:
+            row = m.EvalRun(project_id=project_id, name=name, **fields)
+            s.add(row)
+            s.flush()
+            return row
+
+        return self.write(add)
+
+    def get_eval_run(self, run_id: int) -> m.EvalRun:
+        with self.session() as s:
+            row = s.get(m.EvalRun, run_id)
+        if row is None:
+            raise NotFound(f"no eval run with id {run_id}")
+        return row
+
+    def update_eval_run(self, run_id: int, **fields: Any) -> None:
+        """Set status, finished_at, baseline_run_id...; finished_at defaults to now when
+        the status becomes final."""
+        if fields.get("status") in ("done", "failed", "interrupted"):
+            fields.setdefault("finished_at", utcnow())
+
+        def apply(s: Session) -> None:
+            s.exec(  # type: ignore[call-overload]
+                update(m.EvalRun).where(m.EvalRun.id == run_id).values(**fields)  # type: ignore[arg-type]
+            )
+
+        self.write(apply)
+
+    def latest_eval_run(
+        self,
+        project: str,
+        name: str,
+        *,
+        status: str | None = None,
+        before_id: int | None = None,
+    ) -> m.EvalRun | None:
+        """The newest run called NAME (with STATUS, older than run BEFORE_ID), or None."""
+        project_id = self.project_id(project)
+        query = select(m.EvalRun).where(m.EvalRun.project_id == project_id, m.EvalRun.name == name)
+        if status is not None:
+            query = query.where(m.EvalRun.status == status)
+        if before_id is not None:
+            query = query.where(m.EvalRun.id < before_id)  # type: ignore[operator]
+        with self.session() as s:
+            return s.exec(query.order_by(m.EvalRun.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+    def list_eval_runs(
+        self, project: str, name: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest first: id, name, status, n_cells, done (results stored), author, times."""
+        project_id = self.project_id(project)
+        done = (
+            sa_select(_result_table.c.run_id, func.count().label("done"))
+            .group_by(_result_table.c.run_id)
+            .subquery()
+        )
+        query = (
+            sa_select(
+                _run_table.c.id,
+                _run_table.c.name,
+                _run_table.c.status,
+                _run_table.c.n_cells,
+                func.coalesce(done.c.done, 0).label("done"),
+                _run_table.c.author,
+                _run_table.c.created_at,
+                _run_table.c.finished_at,
+                _run_table.c.baseline_run_id,
+            )
+            .outerjoin(done, done.c.run_id == _run_table.c.id)
+            .where(_run_table.c.project_id == project_id)
+        )
+        if name is not None:
+            query = query.where(_run_table.c.name == name)
+        query = query.order_by(_run_table.c.id.desc()).limit(limit)
+        with self.session() as s:
+            return [dict(r) for r in s.connection().execute(query).mappings()]
+
+    # --- results -------------------------------------------------------------------
+
+    def add_eval_results(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert result rows (dicts with run_id and the RESULT_COLUMNS); a cell already
+        stored is skipped, never duplicated."""
+        if not rows:
+            return
+        now = utcnow()
+        payload = [{**row, "created_at": row.get("created_at", now)} for row in rows]
+        dialect_insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        statement = dialect_insert(_result_table).on_conflict_do_nothing(index_elements=_CELL_KEY)
+
+        def apply(s: Session) -> None:
+            s.connection().execute(statement, payload)
+
+        self.write(apply)
+
+    def eval_done_keys(self, run_id: int) -> set[tuple[str, str, int]]:
+        """(prompt_ref, model_label, row_index) of every stored cell of a run."""
+        t = _result_table
+        query = sa_select(t.c.prompt_ref, t.c.model_label, t.c.row_index).where(
+            t.c.run_id == run_id
+        )
+        with self.session() as s:
+            return {(p, ml, r) for p, ml, r in s.connection().execute(query)}
+
+    def eval_result_count(self, run_id: int) -> int:
+        t = _result_table
+        with self.session() as s:
+            return int(
+                s.connection()
+                .execute(sa_select(func.count()).select_from(t).where(t.c.run_id == run_id))
+                .scalar()
+                or 0
+            )
+
+    def eval_result_chunks(
+        self,
+        run_id: int,
+        *,
+        prompt_ref: str | None = None,
+        model_label: str | None = None,
+        columns: Sequence[str] = RESULT_COLUMNS,
+        chunk: int = 10_000,
+        limit: int | None = None,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """A run's results as lists of tuples (COLUMNS order), paged by id."""
+        t = _result_table
+        selected = [t.c[name] for name in columns]
+        last_id = 0
+        left = limit
+        while left is None or left > 0:
+            size = chunk if left is None else min(chunk, left)
+            query = sa_select(t.c.id, *selected).where(t.c.run_id == run_id, t.c.id > last_id)
+            if prompt_ref is not None:
+                query = query.where(t.c.prompt_ref == prompt_ref)
+            if model_label is not None:
+                query = query.where(t.c.model_label == model_label)
+            query = query.order_by(t.c.id).limit(size)
+            with self.session() as s:
+                rows = s.connection().execute(query).all()
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            yield [tuple(r[1:]) for r in rows]
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < size:
+                return

@@ -1,0 +1,276 @@
+"""lo.complete / lo.acomplete: real litellm over HTTP to the test server, real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import inspect, text
+
+import llmops_nb as lo
+from llmops_nb import tracing
+from llmops_nb.config import settings
+from llmops_nb.errors import LLMOpsError
+from llmops_nb.llm.client import ModelCallError, ModelTimeout, UnknownModel, cache_key
+from llmops_nb.store import get_store
+from llmops_nb.testing import OpenAIServer
+
+MODEL = "openai/gpt-4o-mini"  # in litellm's price table
+KEY = "sk-test-key"
+
+
+def call(srv: OpenAIServer, prompt: str = "Say hi", **kwargs: object) -> lo.Completion:
+    kwargs.setdefault("api_key", KEY)
+    return lo.complete(MODEL, prompt, api_base=srv.base_url, **kwargs)  # type: ignore[arg-type]
+
+
+def price(model: str) -> tuple[float, float]:
+    from llmops_nb.llm import runtime
+
+    entry = runtime.litellm().model_cost[model]
+    return entry["input_cost_per_token"], entry["output_cost_per_token"]
+
+
+def test_text_usage_cost_and_latency(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(latency_ms=30)
+    c = call(fresh_server, "Say hi", temperature=0.2, cache=False)
+
+    assert c.text == "echo: Say hi"
+    assert c.model == MODEL
+    # the server counts words and marks: 3 + (4 + 2) in, "echo : Say hi" out
+    assert (c.usage.input_tokens, c.usage.output_tokens, c.usage.total_tokens) == (9, 4, 13)
+    per_in, per_out = price("gpt-4o-mini")
+    assert c.cost == pytest.approx(9 * per_in + 4 * per_out)
+    assert 30 <= c.latency_ms < 10_000
+    assert (c.cached, c.finish_reason) == (False, "stop")
+    assert str(c) == c.text
+    # what reached the provider: our parameters and the key, once
+    sent = fresh_server.requests[-1]
+    assert sent["body"]["temperature"] == 0.2
+    assert sent["body"]["model"] == "gpt-4o-mini"
+    assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert fresh_server.stats.requests == 1
+
+
+def test_messages_and_max_tokens(openai_server: OpenAIServer) -> None:
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "one two three four"},
+    ]
+    c = lo.complete(
+        MODEL, messages=messages, max_tokens=3, api_base=openai_server.base_url, api_key=KEY
+    )
+    assert c.text == "echo: one"
+    assert c.finish_reason == "length"
+    assert c.usage.output_tokens == 3
+
+
+def test_model_without_a_price_has_no_cost(openai_server: OpenAIServer) -> None:
+    c = lo.complete("openai/my-own-finetune", "hello", api_base=openai_server.base_url, api_key=KEY)
+    assert c.text == "echo: hello"
+    assert not c.cost  # None or 0: litellm has no price for it
+
+
+def test_default_model_setting(openai_server: OpenAIServer) -> None:
+    with pytest.raises(UnknownModel, match="no default model set"):
+        lo.complete(prompt="hi", api_base=openai_server.base_url, api_key=KEY)
+    settings.default_model = MODEL
+    c = lo.complete(prompt="hi", api_base=openai_server.base_url, api_key=KEY)
+    assert (c.model, c.text) == (MODEL, "echo: hi")
+
+
+def test_cache_hit_is_marked_and_never_reaches_the_server(
+    store_url: str, fresh_server: OpenAIServer
+) -> None:
+    first = call(fresh_server, "cache me", temperature=0)
+    second = call(fresh_server, "cache me", temperature=0)
+
+    assert (first.cached, second.cached) == (False, True)
+    assert second.text == first.text == "echo: cache me"
+    assert second.usage == first.usage
+    assert second.cost == first.cost
+    assert second.trace_id is None
+    assert fresh_server.stats.requests == 1
+    key = cache_key(MODEL, [{"role": "user", "content": "cache me"}], {"temperature": 0},
+                    fresh_server.base_url)  # fmt: skip
+    assert get_store(store_url).cache_hits(key) == 1
+
+    # other parameters, or the cache turned off, do reach the model
+    assert call(fresh_server, "cache me", temperature=0.5).cached is False
+    assert call(fresh_server, "cache me", temperature=0, cache=False).cached is False
+    settings.cache = False
+    assert call(fresh_server, "cache me", temperature=0).cached is False
+    assert fresh_server.stats.requests == 4
+    # a different key or timeout is not a different request
+    settings.cache = True
+    assert call(fresh_server, "cache me", temperature=0, api_key="sk-other", timeout=9).cached
+
+
+def test_api_keys_never_reach_the_store(
+    store_url: str, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, env_secret = "sk-live-PASSED-7f3a9c", "sk-live-FROMENV-2b8d1e"
+    fresh_server.configure(api_key=secret)
+    assert call(fresh_server, "with a key", api_key=secret).text == "echo: with a key"
+    monkeypatch.setenv("OPENAI_API_KEY", env_secret)
+    fresh_server.configure(api_key=env_secret)
+    c = lo.complete(MODEL, "key from env", api_base=fresh_server.base_url)
+    assert c.text == "echo: key from env"
+    # a wrong key: a clear error that does not repeat the key
+    with pytest.raises(ModelCallError, match="authentication failed") as err:
+        call(fresh_server, "wrong key", api_key="sk-live-WRONG-99")
+    assert "sk-live-WRONG-99" not in str(err.value)
+
+    tracing.flush()  # the LLM spans of these calls, written to the store now
+    engine = get_store(store_url).engine
+    tables: dict[str, str] = {}
+    with engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            rows = conn.execute(text(f'SELECT * FROM "{table}"'))
+            tables[table] = "\n".join(repr(tuple(row)) for row in rows)
+    assert "echo: key from env" in tables["response_cache"]
+    assert "echo: key from env" in tables["span"]  # the scan covers the traces too
+    everything = "\n".join(tables.values())
+    for needle in (secret, env_secret, "sk-live"):
+        assert needle not in everything
+
+
+def test_retry_after_is_honoured_and_requests_counted(fresh_server: OpenAIServer) -> None:
+    fresh_server.fail_next(429, times=2, retry_after=0.3)
+    start = time.perf_counter()
+    c = call(fresh_server, "patience", cache=False, retries=3)
+    elapsed = time.perf_counter() - start
+
+    assert c.text == "echo: patience"
+    assert (fresh_server.stats.requests, fresh_server.stats.rate_limited) == (3, 2)
+    assert elapsed >= 0.6  # two waits of Retry-After: 0.3 s
+    assert c.latency_ms >= 600  # what the user waited, retries included
+
+
+def test_retries_exhausted_is_one_clear_error(fresh_server: OpenAIServer) -> None:
+    fresh_server.fail_next(500, times=3)
+    with pytest.raises(ModelCallError) as err:
+        call(fresh_server, "doomed", cache=False, retries=2)
+    message = str(err.value)
+    assert "server error (500)" in message and "after 3 attempts" in message
+    assert "\n" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert fresh_server.stats.requests == 3
+    assert lo.get_trace(err.value.trace_id).status == "error"  # the last attempt's trace
+    # a 400-class refusal is not retried
+    fresh_server.fail_next(400)
+    with pytest.raises(ModelCallError, match="the call failed"):
+        call(fresh_server, "bad request", cache=False, retries=3)
+    assert fresh_server.stats.requests == 4
+
+
+@pytest.mark.timeout(60)
+def test_flaky_server_every_call_succeeds_or_fails_clearly(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(rate_429=0.2, rate_500=0.1, seed=7)
+    n = 120
+
+    async def run() -> list[lo.Completion | BaseException]:
+        calls = [
+            lo.acomplete(MODEL, f"q{i}", api_base=fresh_server.base_url, api_key=KEY, cache=False)
+            for i in range(n)
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(run())
+    done = [(i, r) for i, r in enumerate(results) if isinstance(r, lo.Completion)]
+    failed = [r for r in results if not isinstance(r, lo.Completion)]
+    assert all(r.text == f"echo: q{i}" for i, r in done)
+    for error in failed:
+        assert isinstance(error, ModelCallError), repr(error)
+        assert "after 4 attempts" in str(error)
+        assert "rate limited (429)" in str(error) or "server error (500)" in str(error)
+    stats = fresh_server.stats
+    assert len(done) + len(failed) == n
+    assert len(done) >= n * 0.9
+    assert stats.ok == len(done)  # every answer reached exactly one caller
+    assert stats.rate_limited > 0 and stats.server_errors > 0
+    assert stats.requests == stats.ok + stats.rate_limited + stats.server_errors
+    assert stats.requests <= 4 * n
+
+
+def test_timeout_is_honoured(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(latency_ms=3000)
+    start = time.perf_counter()
+    with pytest.raises(ModelTimeout, match=r"no response within 0\.3 s"):
+        call(fresh_server, "slow", cache=False, timeout=0.3, retries=0)
+    assert time.perf_counter() - start < 2.5
+    with pytest.raises(ModelTimeout):
+        asyncio.run(
+            lo.acomplete(
+                MODEL,
+                "slow",
+                api_base=fresh_server.base_url,
+                api_key=KEY,
+                cache=False,
+                timeout=0.3,
+                retries=0,
+            )  # fmt: skip
+        )
+    assert time.perf_counter() - start < 5
+    assert fresh_server.stats.requests == 2
+
+
+def test_unknown_model_is_one_clear_message(openai_server: OpenAIServer) -> None:
+    with pytest.raises(UnknownModel) as err:
+        lo.complete("nosuchprovider/model-x", "hi", api_base=openai_server.base_url)
+    message = str(err.value)
+    assert "unknown model 'nosuchprovider/model-x'" in message and "openai/" in message
+    assert "\n" not in message
+    assert isinstance(err.value, LLMOpsError)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_model_the_server_does_not_have(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(models=["gpt-4o-mini"])
+    with pytest.raises(UnknownModel, match="model not found") as err:
+        lo.complete("openai/gpt-nope", "hi", api_base=fresh_server.base_url, api_key=KEY)
+    assert "gpt-nope" in str(err.value)
+    assert fresh_server.stats.requests == 1  # a 404 is not retried
+
+
+def test_connection_refused_is_a_clear_error() -> None:
+    with pytest.raises(ModelCallError, match="connection failed"):
+        lo.complete(MODEL, "hi", api_base="http://127.0.0.1:9/v1", api_key=KEY, retries=0)
+
+
+def test_acomplete_concurrent_with_cache(store_url: str, fresh_server: OpenAIServer) -> None:
+    async def batch() -> list[lo.Completion]:
+        return await asyncio.gather(
+            *[
+                lo.acomplete(MODEL, f"item {i % 10}", api_base=fresh_server.base_url, api_key=KEY)
+                for i in range(10)
+            ]
+        )
+
+    first = asyncio.run(batch())
+    again = asyncio.run(batch())
+    assert [c.text for c in first] == [f"echo: item {i}" for i in range(10)]
+    assert [c.text for c in again] == [c.text for c in first]
+    assert not any(c.cached for c in first) and all(c.cached for c in again)
+    assert fresh_server.stats.requests == 10
+
+
+def test_bad_arguments_are_clear(openai_server: OpenAIServer) -> None:
+    with pytest.raises(ModelCallError, match="either a prompt or messages"):
+        lo.complete(MODEL, "a", messages=[{"role": "user", "content": "b"}])
+    with pytest.raises(ModelCallError, match="does not stream"):
+        lo.complete(MODEL, "a", stream=True, api_base=openai_server.base_url)
+
+
+def test_trace_id_names_the_calls_trace(openai_server: OpenAIServer) -> None:
+    c = call(openai_server, "traced", cache=False)
+    assert isinstance(c.trace_id, str) and len(c.trace_id) == 32
+    trace = lo.get_trace(c.trace_id)
+    llm_spans = [s for s in trace.spans if s.kind == "llm"]
+    assert len(llm_spans) == 1 and trace.status == "ok"
+    assert "echo: traced" in repr(llm_spans[0].outputs)
+    # each call is its own trace; a cached answer made no model call, so no span
+    assert call(openai_server, "traced", cache=False).trace_id != c.trace_id
+    assert call(openai_server, "traced again").trace_id is not None
+    assert call(openai_server, "traced again").trace_id is None
