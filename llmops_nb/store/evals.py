@@ -178,26 +178,35 @@ class EvalQueries(StoreBase):
         chunk: int = 10_000,
         limit: int | None = None,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """A run's results as lists of tuples (COLUMNS order), paged by id."""
+        """A run's results as lists of tuples (COLUMNS order), paged by id; with LIMIT,
+        the first rows in data-row order (what a panel shows), in one chunk."""
         t = _result_table
         selected = [t.c[name] for name in columns]
+        if limit is not None:
+            query = sa_select(*selected).where(t.c.run_id == run_id)
+            if prompt_ref is not None:
+                query = query.where(t.c.prompt_ref == prompt_ref)
+            if model_label is not None:
+                query = query.where(t.c.model_label == model_label)
+            with self.session() as s:
+                rows = s.connection().execute(
+                    query.order_by(t.c.row_index, t.c.id).limit(limit)
+                ).all()
+            if rows:
+                yield [tuple(r) for r in rows]
+            return
         last_id = 0
-        left = limit
-        while left is None or left > 0:
-            size = chunk if left is None else min(chunk, left)
+        while True:
             query = sa_select(t.c.id, *selected).where(t.c.run_id == run_id, t.c.id > last_id)
             if prompt_ref is not None:
                 query = query.where(t.c.prompt_ref == prompt_ref)
             if model_label is not None:
                 query = query.where(t.c.model_label == model_label)
-            query = query.order_by(t.c.id).limit(size)
             with self.session() as s:
-                rows = s.connection().execute(query).all()
+                rows = s.connection().execute(query.order_by(t.c.id).limit(chunk)).all()
             if not rows:
                 return
             last_id = rows[-1][0]
             yield [tuple(r[1:]) for r in rows]
-            if left is not None:
-                left -= len(rows)
-            if len(rows) < size:
+            if len(rows) < chunk:
                 return
