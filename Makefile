@@ -44,7 +44,7 @@ lab: install
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --LabApp.news_url=None $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: install
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@status=0; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || { echo "   (a target above was missed)"; status=1; }; done; exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check llmops_nb tests benchmarks

@@ -483,24 +483,31 @@ def prompt_history(name: str, *, project: str | None = None) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def set_alias(name: str, alias: str, version: int, *, project: str | None = None) -> str:
-    """Point ALIAS at VERSION (kept in the audit log); returns a one-line summary."""
+def move_alias(
+    name: str, alias: str, version: int | None = None, *, project: str | None = None
+) -> tuple[int | None, int]:
+    """Point ALIAS at VERSION, or roll it back when VERSION is None; every move is kept
+    in the audit log. Returns (previous version or None, new version)."""
     config.check_name("prompt", name)
     config.check_name("alias", alias)
     if alias == "latest":
         raise NotFound("'latest' is reserved: it always means the newest version")
-    before, after = _store().set_alias(
-        _project(project), name, alias, int(version), config.author()
-    )
+    store, project = _store(), _project(project)
+    if version is None:
+        return store.rollback_alias(project, name, alias, config.author())
+    return store.set_alias(project, name, alias, int(version), config.author())
+
+
+def set_alias(name: str, alias: str, version: int, *, project: str | None = None) -> str:
+    """Point ALIAS at VERSION (kept in the audit log); returns a one-line summary."""
+    before, after = move_alias(name, alias, version, project=project)
     was = f" (was v{before})" if before is not None else ""
     return f"{name}@{alias} -> v{after}{was}"
 
 
 def rollback(name: str, alias: str, *, project: str | None = None) -> str:
     """Point ALIAS back at the version it pointed to before its last move."""
-    config.check_name("prompt", name)
-    config.check_name("alias", alias)
-    before, after = _store().rollback_alias(_project(project), name, alias, config.author())
+    before, after = move_alias(name, alias, None, project=project)
     return f"{name}@{alias} rolled back: v{before} -> v{after}"
 
 

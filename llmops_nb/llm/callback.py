@@ -89,7 +89,11 @@ def _logger_class(litellm: ModuleType) -> type:
         async def async_post_call_success_deployment_hook(
             self, request_data: dict[str, Any], response: Any, call_type: Any
         ) -> None:
-            _succeed(request_data, response, _cost(litellm, request_data, response), None)
+            cost = _cost(litellm, request_data, response)
+            hidden = getattr(response, "_hidden_params", None)
+            if isinstance(hidden, dict) and cost is not None:
+                hidden.setdefault("response_cost", cost)  # so lo.acomplete need not price it again
+            _succeed(request_data, response, cost, None)
             return None
 
         # async streams and anything the deployment hook did not see

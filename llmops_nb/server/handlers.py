@@ -21,7 +21,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .. import config
+from .. import config, prompting, tracing
 from ..errors import InvalidName, NotFound, StoreUnavailable
 from . import payloads as p
 
@@ -262,19 +262,16 @@ class PromptAliasesHandler(BaseHandler):
     @api
     async def post(self, name: str) -> None:
         project, body = self.project(), self.body()
-        alias = config.check_name("alias", body.get("alias"))  # type: ignore[arg-type]
-        store = _store()
-        if body.get("rollback"):
-            before, after = await self.query(
-                store.rollback_alias, project, name, alias, config.author()
-            )
-        else:
-            version = body.get("version")
-            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-                raise BadParam("version must be a positive integer (or send rollback: true)")
-            before, after = await self.query(
-                store.set_alias, project, name, alias, version, config.author()
-            )
+        alias = body.get("alias")
+        version = body.get("version")
+        if not body.get("rollback") and (
+            not isinstance(version, int) or isinstance(version, bool) or version < 1
+        ):
+            raise BadParam("version must be a positive integer (or send rollback: true)")
+        target = None if body.get("rollback") else version
+        before, after = await self.query(
+            prompting.move_alias, name, alias, target, project=project
+        )
         self.reply({"name": name, "alias": alias, "from": before, "to": after})
 
 
@@ -384,9 +381,7 @@ class FeedbackHandler(BaseHandler):
             raise BadParam("comment must be a string")
         if span_id is not None and not isinstance(span_id, str):
             raise BadParam("span_id must be a string")
-        store = _store()
-        await self.query(store.get_trace, tid)  # 404 for an unknown trace
-        await self.query(store.add_feedback, tid, score, comment, config.author(), span_id=span_id)
+        await self.query(tracing.feedback, tid, score, comment, span_id=span_id)
         self.set_status(201)
         self.reply({"trace_id": tid, "score": score, "comment": comment, "span_id": span_id})
 
