@@ -24,7 +24,9 @@ def demo(out_dir: Path) -> int:
         path = root / name
         if not path.exists():
             continue
-        print(f"running {path.name} ...", flush=True)
+        # each notebook in a project of its own: the tours reuse prompt names
+        os.environ["LLMOPS_NB_PROJECT"] = f"demo-{path.stem}"
+        print(f"running {path.name} (project demo-{path.stem}) ...", flush=True)
         nb = nbformat.read(path, as_version=4)
         NotebookClient(
             nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
