@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_NOTEBOOKS = ("prompts.ipynb", "tracing.ipynb", "evals.ipynb", "quickstart.ipynb")
+DEMO_NOTEBOOKS = ("quickstart.ipynb", "prompts.ipynb", "tracing.ipynb", "evals.ipynb")
 
 
 def demo(out_dir: Path) -> int:

@@ -265,3 +265,17 @@ def test_tiny_model_is_deterministic_and_small(tiny_model: Path, tmp_path: Path)
     assert digest(other)["model.safetensors"] != digest(tiny_model)["model.safetensors"]
     size = sum(f.stat().st_size for f in tiny_model.iterdir())
     assert 200_000 < size < 800_000
+
+
+def test_lo_complete_on_a_local_model_is_linked_to_its_trace(tiny_model: Path) -> None:
+    """The provider runs litellm's pre-call logging, so the LLM span (and its trace id)
+    exists before the call returns, as for hosted providers."""
+    import llmops_nb as lo
+
+    c = lo.complete(f"local/{tiny_model}", "hello", max_tokens=3, temperature=0, cache=False)
+    assert c.trace_id is not None
+    trace = lo.get_trace(c.trace_id)
+    assert [s.kind for s in trace.spans] == ["llm"]
+    span = trace.spans[0]
+    assert span.attributes["gen_ai.usage.output_tokens"] == c.usage.output_tokens
+    assert span.inputs["messages"] == [{"role": "user", "content": "hello"}]

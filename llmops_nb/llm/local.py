@@ -646,6 +646,14 @@ def _provider(litellm_module: ModuleType) -> Any:
         _price_at_zero(litellm_module, model)
         return model_response
 
+    def announce(logging_obj: Any, messages: list[Any], optional: dict[str, Any] | None) -> None:
+        """Run litellm's pre-call logging, as its built-in providers do: callbacks (the
+        tracing one opens the LLM span there) see the request before it runs."""
+        if logging_obj is not None:
+            logging_obj.pre_call(
+                input=messages, api_key=None, additional_args={"complete_input_dict": optional}
+            )
+
     def seconds(timeout: Any) -> float | None:
         if isinstance(timeout, int | float) and timeout > 0:
             return float(timeout)
@@ -681,6 +689,7 @@ def _provider(litellm_module: ModuleType) -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> Any:
+            announce(kwargs.get("logging_obj"), messages, optional_params)
             limit = seconds(timeout)
             with clear_errors(model):
                 local = load(model)
@@ -708,6 +717,7 @@ def _provider(litellm_module: ModuleType) -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> Any:
+            announce(kwargs.get("logging_obj"), messages, optional_params)
             limit = seconds(timeout)
             with clear_errors(model):
                 # Loading (and a registry lookup) runs in a thread: the event loop never waits.
