@@ -32,7 +32,7 @@ def load_ext_in_fresh_kernels(n: int = 5) -> tuple[list[float], list[str]]:
             out: list[str] = []
             kc.execute_interactive(
                 code,
-                output_hook=lambda m: (
+                output_hook=lambda m, out=out: (
                     out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
                 ),
                 timeout=60,

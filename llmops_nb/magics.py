@@ -110,7 +110,7 @@ class LLMOps(Magics):
 
     @line_cell_magic
     def prompt(self, line: str, cell: str | None = None) -> Any:
-        """%%prompt NAME [--model M] [--alias A] [--run] [--as VAR] [-m MSG]; %prompt list|show|..."""
+        """%%prompt NAME [--model M] [--alias A] [--run] [--as VAR] [-m MSG]; %prompt SUBCOMMAND"""
         if cell is None:
             sub, args = parse_prompt_line(line)
             return self._prompt_line(sub, args)

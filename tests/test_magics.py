@@ -58,9 +58,8 @@ def bundle(obj: Any) -> dict[str, Any]:
 def test_load_ext_prints_one_banner_line(capsys: pytest.CaptureFixture[str]) -> None:
     the_shell().run_line_magic("reload_ext", "llmops_nb")
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [
-        f"llmops_nb {lo.__version__} · store {config.mask_url(config.store_url())} · project default"
-    ]
+    store = config.mask_url(config.store_url())
+    assert out == [f"llmops_nb {lo.__version__} · store {store} · project default"]
 
 
 def test_banner_masks_a_store_password(
