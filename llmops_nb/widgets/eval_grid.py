@@ -11,16 +11,16 @@ from __future__ import annotations
 import html
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
+from . import STATIC, stylesheet
+
 if TYPE_CHECKING:
     from ..evals.run import EvalRun
 
-STATIC = Path(__file__).parent / "static"
 ROWS_PAGE = 50
 
 
@@ -133,7 +133,7 @@ class EvalGrid(anywidget.AnyWidget):
     """A live view of one eval run (data from `grid_data`)."""
 
     _esm = STATIC / "eval_grid.js"
-    _css = "\n".join((STATIC / name).read_text() for name in ("panel.css", "eval_grid.css"))
+    _css = stylesheet("panel.css", "eval_grid.css")
     data = traitlets.Dict().tag(sync=True)
 
     def __init__(self, run: EvalRun, **kwargs: Any) -> None:
@@ -259,7 +259,7 @@ def _short(text: str, n: int = 22) -> str:
 
 def eval_grid_html(data: dict[str, Any]) -> str:
     """Self-contained, escaped HTML: header, SVG heatmaps, summary table, comparison."""
-    css = (STATIC / "panel.css").read_text() + (STATIC / "eval_grid.css").read_text()
+    css = stylesheet("panel.css", "eval_grid.css")
     scorers = list(data.get("scorers") or []) or ["pass_rate"]
     status = _e(data.get("status"))
     info = f"{_e(data.get('done'))}/{_e(data.get('n_cells'))} cells"

@@ -8,13 +8,12 @@ untrusted text.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-STATIC = Path(__file__).parent / "static"
+from . import STATIC, stylesheet
 
 
 class PromptPanel(anywidget.AnyWidget):
@@ -106,7 +105,7 @@ def _response_html(response: dict[str, Any]) -> str:
 
 def prompt_panel_html(data: dict[str, Any]) -> str:
     """Self-contained, escaped HTML for one prompt version."""
-    css = (STATIC / "panel.css").read_text()
+    css = stylesheet("panel.css")
     aliases = ", ".join(f"{a}→v{v}" for a, v in (data.get("aliases") or {}).items())
     status = data.get("status")
     head = (
@@ -150,7 +149,7 @@ class DiffView:
         self.diff = diff
 
     def _repr_html_(self) -> str:
-        css = (STATIC / "panel.css").read_text()
+        css = stylesheet("panel.css")
         return f'<div class="lonb-panel"><style>{css}</style>{_diff_html(self.diff)}</div>'
 
     def __repr__(self) -> str:

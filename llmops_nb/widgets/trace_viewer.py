@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
+from . import STATIC, stylesheet
+
 if TYPE_CHECKING:
     from ..tracing import Trace
 
-STATIC = Path(__file__).parent / "static"
 
 __all__ = ["TraceViewer", "trace_html", "trace_view_data"]
 
@@ -221,7 +221,7 @@ def _message_html(message: Any) -> str:
 def trace_html(trace: Trace | dict[str, Any]) -> str:
     """Self-contained, escaped HTML for one trace (no script, no external resources)."""
     data = trace if isinstance(trace, dict) else trace_view_data(trace)
-    css = (STATIC / "trace_viewer.css").read_text()
+    css = stylesheet("trace_viewer.css")
     total = float(data.get("total_ms") or data.get("latency_ms") or 1e-6) or 1e-6
     status = str(data.get("status") or "ok")
     tokens = f"{data.get('input_tokens') or 0} in / {data.get('output_tokens') or 0} out tokens"
