@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -34,34 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CALLS_ROWS = 250
 CONCURRENCY = 32
 LATENCY_MS = 50
-CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "failure_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "input_callback",
-)
-
-
-@contextmanager
-def untraced(litellm: Any) -> Iterator[None]:
-    """Take llmops_nb's callbacks out of litellm for the block."""
-
-    def ours(cb: Any) -> bool:
-        module = getattr(cb, "__module__", None) or type(cb).__module__
-        return str(module).startswith("llmops_nb")
-
-    saved = {name: list(getattr(litellm, name, []) or []) for name in CALLBACK_LISTS}
-    for name, items in saved.items():
-        if hasattr(litellm, name):
-            getattr(litellm, name)[:] = [cb for cb in items if not ours(cb)]
-    try:
-        yield
-    finally:
-        for name, items in saved.items():
-            if hasattr(litellm, name):
-                getattr(litellm, name)[:] = items
+from bare_litellm import untraced  # noqa: E402  (beside this script)
 
 
 def bare_loop(litellm: Any, base_url: str, texts: list[str]) -> float:

@@ -18,8 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -28,34 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-bench"
 MESSAGES = [{"role": "user", "content": "Say hi to the benchmark"}]
-CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "failure_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "input_callback",
-)
-
-
-def ours(callback: Any) -> bool:
-    module = getattr(callback, "__module__", None) or type(callback).__module__
-    return str(module).startswith("llmops_nb")
-
-
-@contextmanager
-def untraced(litellm: Any) -> Iterator[None]:
-    """Bare litellm: take llmops_nb's callbacks out for the block, put them back after."""
-    saved = {name: list(getattr(litellm, name, []) or []) for name in CALLBACK_LISTS}
-    for name, items in saved.items():
-        if hasattr(litellm, name):
-            getattr(litellm, name)[:] = [cb for cb in items if not ours(cb)]
-    try:
-        yield
-    finally:
-        for name, items in saved.items():
-            if hasattr(litellm, name):
-                getattr(litellm, name)[:] = items
+from bare_litellm import CALLBACK_LISTS, ours, untraced  # noqa: E402  (beside this script)
 
 
 def per_call_ms(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
