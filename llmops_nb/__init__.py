@@ -39,6 +39,11 @@ _EXPORTS: dict[str, str] = {
     "scorer": "llmops_nb.evals",
     "EvalRun": "llmops_nb.evals",
     "dataset": "llmops_nb.datasets",
+    # the model registry
+    "ModelVersion": "llmops_nb.registry",
+    "models": "llmops_nb.registry",
+    "model": "llmops_nb.registry",
+    "lineage": "llmops_nb.registry",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -61,6 +66,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
+    from .registry import ModelVersion, lineage, model, models
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

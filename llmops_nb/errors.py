@@ -32,3 +32,11 @@ class MissingVariable(LLMOpsError, KeyError):
 
 class StoreUnavailable(LLMOpsError, ConnectionError):
     """The experiment store cannot be opened or reached."""
+
+
+class LocalModelError(LLMOpsError, LookupError):
+    """A `local/` model that cannot be found or loaded; the message names it and what to do."""
+
+
+class ModelRegistryError(LLMOpsError, ValueError):
+    """Bad input to the model registry: a reserved name, a missing adapter, a wrong hash."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from ..config import check_name
@@ -106,3 +106,83 @@ class ModelRegistryQueries(StoreBase):
                     .order_by(m.RegisteredModel.name, m.RegisteredModel.version)
                 )
             )
+
+    # --- lineage -------------------------------------------------------------------
+
+    def prompt_version_ref(self, version_id: int) -> dict[str, Any] | None:
+        """id, name, version and hash of a prompt version, or None if it is gone."""
+        with self.session() as s:
+            row = s.exec(
+                select(m.PromptVersion, m.Prompt.name)
+                .join(m.Prompt, m.Prompt.id == m.PromptVersion.prompt_id)  # type: ignore[arg-type]
+                .where(m.PromptVersion.id == version_id)
+            ).first()
+        if row is None:
+            return None
+        version, name = row
+        return {"id": version.id, "name": name, "version": version.version, "hash": version.hash}
+
+    def dataset_versions_with_hash(self, project: str, data_hash: str) -> list[dict[str, Any]]:
+        """The project's dataset versions whose content hash is DATA_HASH, oldest first."""
+        project_id = self.project_id(project)
+        with self.session() as s:
+            rows = s.exec(
+                select(
+                    m.DatasetVersion.id,
+                    m.Dataset.name,
+                    m.DatasetVersion.version,
+                    m.DatasetVersion.hash,
+                    m.DatasetVersion.n_rows,
+                    m.DatasetVersion.created_at,
+                )
+                .join(m.Dataset, m.Dataset.id == m.DatasetVersion.dataset_id)  # type: ignore[arg-type]
+                .where(m.Dataset.project_id == project_id, m.DatasetVersion.hash == data_hash)
+                .order_by(m.DatasetVersion.id)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def finetune_job_summary(self, job_id: int) -> dict[str, Any] | None:
+        """The lineage fields of fine-tune job JOB_ID, or None when there is no such job."""
+        with self.session() as s:
+            job = s.get(m.FinetuneJob, job_id)
+        if job is None:
+            return None
+        fields = ("id", "name", "base", "method", "backend", "status", "params", "data_hash")
+        summary = {f: getattr(job, f) for f in fields}
+        summary.update(
+            prompt_version_id=job.prompt_version_id,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+        )
+        return summary
+
+    def eval_runs_using_model(self, project: str, model_ids: list[str]) -> list[dict[str, Any]]:
+        """Every eval run of the project with a result from one of MODEL_IDS (each id also
+        matches its pinned forms, `id@N`): run id, name, status, created_at and the model
+        string, one row per run and model, oldest first."""
+        if not model_ids:
+            return []
+        project_id = self.project_id(project)
+        col = m.EvalResult.model
+        matches = [col == i for i in model_ids] + [
+            col.startswith(f"{i}@", autoescape=True)  # type: ignore[attr-defined]
+            for i in model_ids
+        ]
+        with self.session() as s:
+            rows = s.exec(
+                select(
+                    m.EvalRun.id,
+                    m.EvalRun.name,
+                    m.EvalRun.status,
+                    m.EvalRun.created_at,
+                    col,
+                )
+                .join(m.EvalRun, m.EvalRun.id == m.EvalResult.run_id)  # type: ignore[arg-type]
+                .where(m.EvalRun.project_id == project_id, or_(*matches))
+                .distinct()
+                .order_by(m.EvalRun.id, col)
+            ).all()
+        return [
+            {"run_id": r[0], "name": r[1], "status": r[2], "created_at": r[3], "model": r[4]}
+            for r in rows
+        ]
