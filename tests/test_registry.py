@@ -39,7 +39,9 @@ def finetune_job(name: str = "tiny-ft") -> int:
 @pytest.fixture
 def lineage_inputs() -> dict[str, Any]:
     data = lo.dataset("support", TRAIN)
-    prompt = lo.register_prompt("reply", "Answer briefly: {{ question }}")
+    prompt = lo.register_prompt(
+        "reply", "Answer briefly: {{ question }}", parameters={"max_tokens": 4}
+    )
     return {"dataset": data, "prompt": prompt, "job_id": finetune_job()}
 
 
