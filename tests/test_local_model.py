@@ -379,3 +379,37 @@ def test_conversions_go_under_the_data_dir_by_default(
 
     monkeypatch.delenv(builtin_models.MODELS_CACHE_ENV)
     assert builtin_models.models_dir() == llmops_home / "models"
+
+
+def test_smollm2_works_in_prompt_and_eval_cells(smollm2: Path) -> None:
+    """No setup step: a %%prompt --run and an %%eval grid on local/smollm2 just work."""
+    import polars as pl
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "llmops_nb")
+    try:
+        body = (
+            "---\nparameters: {temperature: 0, max_tokens: 12}\n"
+            "sample: {country: France}\n---\n"
+            "What is the capital of {{country}}? Answer in one word."
+        )
+        panel = shell.run_cell_magic("prompt", "capital --model local/smollm2 --run", body)
+        assert "Paris" in panel.data["response"]["text"]
+        shell.user_ns["capitals"] = pl.DataFrame(
+            {"country": ["France", "Germany"], "answer": ["Paris", "Berlin"]}
+        )
+        grid = (
+            "prompts: [capital@1]\nmodels: [local/smollm2]\ndata: capitals\n"
+            'scorers:\n  - contains: {value: "{{answer}}"}\n'
+        )
+        run = shell.run_cell_magic("eval", "capitals --no-cache", grid)
+        assert run.status == "done"
+        results = run.results
+        assert results["model"].to_list() == ["local/smollm2"] * 2
+        assert all("error" not in str(o).lower() for o in results["output"].to_list())
+        assert "Paris" in results["output"][0]
+    finally:
+        shell.run_line_magic("unload_ext", "llmops_nb")
+        shell.user_ns.pop("capitals", None)
