@@ -92,7 +92,11 @@ class Lineage:
 
     def __repr__(self) -> str:
         def ref(item: dict[str, Any] | None) -> str:
-            return "-" if item is None else f"{item['name']}@{item['version']}"
+            if item is None:
+                return "-"
+            if item.get("name") is None:  # training data that was never stored as a dataset
+                return f"unstored data, hash {item['hash'][:12]}"
+            return f"{item['name']}@{item['version']}"
 
         job = "-" if self.job is None else f"#{self.job['id']} {self.job['name']}"
         runs = ", ".join(f"#{r['run_id']} {r['name']}" for r in self.eval_runs) or "none"
@@ -253,7 +257,7 @@ def models(*, project: str | None = None) -> pl.DataFrame:
                 "prompt": version.prompt_ref,
                 "job_id": version.job_id,
                 "metrics": json.dumps(version.metrics, sort_keys=True, default=str),
-                "available": True,
+                "available": version.adapter_path is None or Path(version.adapter_path).is_dir(),
                 "created": version.created,
             }
         )

@@ -119,6 +119,7 @@ def smollm2_dir() -> Path:
         try:
             _convert_gguf(gguf_path, scratch)
             (scratch / _COMPLETE_MARKER).write_text(gguf_path.name + "\n")
+            _readable(scratch)
             if target.exists():  # a copy left by an older, interrupted layout
                 shutil.rmtree(target)
             os.replace(scratch, target)
@@ -126,6 +127,15 @@ def smollm2_dir() -> Path:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def _readable(folder: Path) -> None:
+    """Plain permissions (mkdtemp makes 0700): the copy is as shareable as a pip install."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _smollm2_gguf() -> Path:

@@ -1,9 +1,10 @@
 """`local/<name-or-path>`: Hugging Face causal LMs (optionally with a LoRA adapter) served
 in-process as a litellm custom provider, so local and hosted models share one code path.
 
-`<name-or-path>` is a model directory, a LoRA adapter directory, a model registered by a
-fine-tune in the current project (`name` or `name@version`), or a Hugging Face id found in
-the local cache. Each model is loaded once and served by one worker thread that batches
+`<name-or-path>` is a built-in model (`smollm2`, see builtin_models), a model directory, a
+LoRA adapter directory, a model registered by a fine-tune in the current project (`name` or
+`name@version`, applied on its base), or a Hugging Face id found in the local cache. Each
+model is loaded once and served by one worker thread (local_model.py) that batches
 requests arriving within a few milliseconds into a single `generate()` call.
 
 Importing this module is cheap: torch, transformers and peft load on the first request.
@@ -120,7 +121,15 @@ def _builtin_dir(name: str) -> str:
             f"local/{name} is an embedding model: use it with lo.embed(..., "
             f"model='local/{name}') or a semantic scorer, not for completions"
         )
-    return str(builtin_models.smollm2_dir())
+    try:
+        return str(builtin_models.smollm2_dir())
+    except LocalModelError:
+        raise
+    except Exception as exc:  # a full disk, an unwritable dir: say so once, not as a retry
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LocalModelError(
+            f"cannot prepare local/{name} in {builtin_models.models_dir()}: {reason}"
+        ) from None
 
 
 def _source_for_dir(spec: str, path: Path) -> ModelSource:
