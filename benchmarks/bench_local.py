@@ -2,7 +2,8 @@
 greedy generation tokens/s at batch 1 and batched (8 concurrent requests, one generate()).
 
 Each load runs in a fresh Python process, so nothing is cached in memory; the figure is the
-time of `local.load("smollm2")` after torch and transformers are imported (printed apart).
+time of `local.load("smollm2")` after torch and transformers' Auto classes are imported
+(their import time is printed apart).
 The first load converts into a temporary models dir, so your own copy is untouched.
 
     python benchmarks/bench_local.py [--later 3] [--tokens 48] [--threads 2]
@@ -37,7 +38,8 @@ PROMPTS = [
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-import torch, transformers  # noqa: F401
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (lazy otherwise)
 torch.set_num_threads(int(sys.argv[1]))
 from llmops_nb.llm import local
 t1 = time.perf_counter()

@@ -199,3 +199,17 @@ def test_a_registered_model_on_a_builtin_base_runs_on_the_converted_copy(
     source = local.resolve("smol-ft@1")
     assert source.base == str(smollm2)
     assert source.registered == "smol-ft v1"
+
+
+def test_training_data_that_was_never_stored_keeps_its_hash(tiny_model: Path) -> None:
+    digest = "ab" * 32
+    register_model(
+        "hashed", base=str(tiny_model), adapter_path=None, backend="peft", parameters={},
+        dataset_hash=digest,
+    )  # fmt: skip
+    version = lo.model("hashed")
+    assert version.dataset_hash == digest and version.dataset_ref is None
+    found = lo.lineage("hashed")
+    assert found.dataset == {"name": None, "version": None, "hash": digest}
+    assert "unstored data, hash abababababab" in repr(found)
+    assert lo.models().filter(pl.col("name") == "hashed")["dataset"].to_list() == [digest]
