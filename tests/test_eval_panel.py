@@ -1,5 +1,5 @@
-"""The eval grid panel: its data, the rows of a clicked cell, regression marks, the
-static HTML fallback (escaped), and the altair chart."""
+"""The eval grid panel: its view, the rows of a clicked cell, a row's trace, regression
+marks, the pass threshold, the static HTML fallback (escaped), and the offline chart."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import polars as pl
 import pytest
 
 import llmops_nb as lo
+from llmops_nb import display
 from llmops_nb.testing import serve
-from llmops_nb.widgets.eval_grid import EvalGrid, eval_grid_html, grid_data
+from llmops_nb.views.evals import eval_view
+from llmops_nb.widgets.eval_grid import EvalGrid, static_html
 
 
 def reply(body: dict[str, Any]) -> str:
@@ -50,15 +52,17 @@ def runs() -> Any:
     return good, bad
 
 
-def test_grid_data_and_regression_marks(runs: Any) -> None:
+def test_view_and_regression_marks(runs: Any) -> None:
     good, bad = runs
-    data = grid_data(bad)
+    data = eval_view(bad)
     assert (
         data["prompts"] == ["p"]
         and data["models"] == ["m"]
         and data["scorers"] == ["contains", "is_json"]
     )
     assert (data["done"], data["n_cells"], data["baseline_id"]) == (24, 24, good.id)
+    assert data["baseline_name"] == "panel"
+    assert data["thresholds"] == {"contains": 1.0, "is_json": 1.0}
     cell = data["cells"][0]
     assert cell["scores"]["contains"] == pytest.approx(2 / 24)
     assert cell["flags"]["contains"]["flag"] == "regression"
@@ -82,17 +86,18 @@ def test_clicking_a_cell_sends_its_rows(runs: Any) -> None:
 
 def test_static_fallback_is_escaped_and_complete(runs: Any) -> None:
     _, bad = runs
-    data = bad.panel_data(rows_per_cell=5)
-    page = eval_grid_html(data)
+    data = eval_view(bad, rows_per_cell=5)
+    page = static_html(data)
     assert "<script>alert" not in page and "&lt;script&gt;alert(0)&lt;/script&gt;" in page
     assert page.count("<svg") == 2  # one heatmap per scorer
     assert "regression: p × m contains 1.000 → 0.083" in page
     assert "▼" in page and f'href="#trace-{bad.results["trace_id"][0]}"' in page
-    bundle = bad._repr_mimebundle_()
+    assert "pass rate: rows where contains ≥ 1.00, is_json ≥ 1.00" in page
+    bundle = display.panel(bad)._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in data
     assert (
-        data["text/plain"].splitlines()[1].strip().startswith("p x m: contains=0.08 is_json=0.00")
+        data["text/plain"].splitlines()[2].strip().startswith("p x m: contains=0.08 is_json=0.00")
     )
     assert "contains regression" in data["text/plain"]
 
