@@ -533,6 +533,8 @@ def move_alias(
 def set_alias(name: str, alias: str, version: int, *, project: str | None = None) -> str:
     """Point ALIAS at VERSION (kept in the audit log); returns a one-line summary."""
     before, after = move_alias(name, alias, version, project=project)
+    if before == after:
+        return f"{name}@{alias} is already v{after}"
     was = f" (was v{before})" if before is not None else ""
     return f"{name}@{alias} -> v{after}{was}"
 
