@@ -42,8 +42,13 @@ def grid(openai_server: Any, frac: Any, name: str, models: list[str], baseline: 
     return lo.evaluate(
         ["ask"],
         [
-            {"model": "openai/gpt-4o-mini", "label": label, "api_base": openai_server.base_url,
-             "api_key": "k", "parameters": {"temperature": 0 if label == "fast" else 0.5}}
+            {
+                "model": "openai/gpt-4o-mini",
+                "label": label,
+                "api_base": openai_server.base_url,
+                "api_key": "k",
+                "parameters": {"temperature": 0 if label == "fast" else 0.5},
+            }
             for label in models
         ],  # fmt: skip
         df,
