@@ -3,6 +3,7 @@ marks, the pass threshold, the static HTML fallback (escaped), and the offline c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import polars as pl
@@ -84,6 +85,23 @@ def test_clicking_a_cell_sends_its_rows(runs: Any) -> None:
     assert first["trace_id"] and first["passed"] is False
 
 
+def test_a_rows_trace_opens_in_the_panel(runs: Any) -> None:
+    """The trace column is a link: the JS asks for the trace, Python answers with its view."""
+    _, bad = runs
+    widget = EvalGrid(bad)
+    sent: list[Any] = []
+    widget.send = sent.append  # type: ignore[method-assign]
+    trace_id = bad.results["trace_id"][0]
+    widget._on_message(widget, {"type": "trace", "trace_id": trace_id}, [])
+    reply = sent[0]
+    assert reply["type"] == "trace" and reply["trace_id"] == trace_id
+    assert reply["trace"]["id"] == trace_id
+    [llm] = reply["trace"]["spans"]
+    assert llm["kind"] == "llm" and "<script>alert(0)</script>" in json.dumps(llm["inputs"])
+    widget._on_message(widget, {"type": "trace", "trace_id": "0" * 32}, [])
+    assert sent[1]["type"] == "trace_error" and "no trace" in sent[1]["message"]
+
+
 def test_static_fallback_is_escaped_and_complete(runs: Any) -> None:
     _, bad = runs
     data = eval_view(bad, rows_per_cell=5)
@@ -113,3 +131,54 @@ def test_chart_is_an_altair_heatmap(runs: Any) -> None:
     assert marks == ["rect", "text"]
     values = next(iter(spec["datasets"].values()))
     assert {(v["scorer"], v["mean"]) for v in values} == {("contains", 1.0), ("is_json", 0.0)}
+
+
+EVIL = "</script><script>alert(1)</script>"
+
+
+def test_chart_is_offline_svg_and_labels_are_inert() -> None:
+    """A label or scorer name written to the shared store never runs as script when charted
+    (issue 9 §2), and the chart needs no CDN (issue 8 §5)."""
+    import re
+
+    import altair as alt
+
+    from llmops_nb import charts
+
+    lo.register_prompt("p", "user:\n{{q}}")
+    with serve() as srv:
+        models = [
+            {"model": "openai/a", "label": EVIL, "api_base": srv.base_url, "api_key": "k"},
+            {"model": "openai/b", "label": "plain", "api_base": srv.base_url, "api_key": "k"},
+        ]
+        scorers = [{"contains": {"value": "{{q}}", "name": EVIL}}, "is_json"]
+        run = lo.evaluate(
+            ["p"], models, pl.DataFrame({"q": ["a", "b"]}), scorers, name="x", progress=False
+        )
+    bundle = run.chart()._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert alt.renderers.active == charts.RENDERER
+    assert set(data) == {"image/svg+xml", "text/plain"}  # no HTML, no <script>, no CDN
+    svg = data["image/svg+xml"]
+    assert "<script" not in svg and "cdn" not in svg.lower()
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in svg
+    inline = charts.svg(run.chart())  # what a report embeds
+    assert inline.startswith("<svg") and "<script" not in inline and EVIL not in inline
+    # Neighbouring cells' value labels are a cell apart, not run together ("1.000.50").
+    centres = [
+        float(x) for x in re.findall(r'translate\(([\d.]+),[\d.]+\)"[^>]*>1\.00</text>', svg)
+    ]
+    assert len(centres) == 2 and abs(centres[1] - centres[0]) >= charts.CELL_WIDTH
+
+
+def test_svg_loses_anything_that_could_run() -> None:
+    from llmops_nb.charts import sanitize_svg
+
+    evil = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'onload="alert(1)"><script>alert(2)</script><a xlink:href="javascript:alert(3)">'
+        '<text onclick="alert(4)">ok</text></a><foreignObject><div>x</div></foreignObject></svg>'
+    )
+    clean = sanitize_svg(evil)
+    assert "alert" not in clean and "foreignObject" not in clean
+    assert ">ok</text>" in clean
