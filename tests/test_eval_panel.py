@@ -182,3 +182,76 @@ def test_svg_loses_anything_that_could_run() -> None:
     clean = sanitize_svg(evil)
     assert "alert" not in clean and "foreignObject" not in clean
     assert ">ok</text>" in clean
+
+
+GRID_PAGE = """<!doctype html><html><body><div id="root"></div><script type="module">
+window.alerted = false;
+window.alert = () => { window.alerted = true; };
+window.sent = [];
+const listeners = {};
+const model = {
+  get: () => window.DATA,
+  on: (event, fn) => { (listeners[event] = listeners[event] || []).push(fn); },
+  off: () => {},
+  send: (msg) => window.sent.push(msg),
+};
+window.emit = (event, msg) => (listeners[event] || []).forEach((fn) => fn(msg));
+(await import("/grid.js")).default.render({ model, el: document.getElementById("root") });
+window.rendered = true;
+</script></body></html>"""
+
+
+def test_the_panel_in_chromium_shows_thresholds_and_opens_a_rows_trace(runs: Any) -> None:
+    import shutil
+    from pathlib import Path
+
+    from llmops_nb.widgets.eval_grid import trace_message
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium is not installed")
+    _, bad = runs
+    widget = EvalGrid(bad)
+    sent: list[Any] = []
+    widget.send = sent.append  # type: ignore[method-assign]
+    widget._on_message(widget, {"type": "rows", "prompt": "p", "model": "m"}, [])
+    rows_reply = sent[0]
+    trace_reply = trace_message(rows_reply["rows"][0]["trace_id"])
+    files = {"/": ("text/html", GRID_PAGE), "/grid.js": ("text/javascript", EvalGrid._esm)}
+
+    def serve_file(route: Any) -> None:
+        path = "/" + route.request.url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
+        kind, body = files.get(path, ("text/plain", ""))
+        route.fulfill(status=200 if path in files else 404, content_type=kind, body=body)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.route("http://grid.test/**", serve_file)
+            page.add_init_script(f"window.DATA = {json.dumps(widget.data)};")
+            page.goto("http://grid.test/")
+            page.wait_for_function("window.rendered === true", timeout=10_000)
+            root = page.locator("#root")
+            assert "pass rate: rows where contains ≥ 1.00, is_json ≥ 1.00" in root.inner_text()
+            assert "baseline panel #" in root.inner_text()
+            page.locator("td.lonb-hm-cell").first.click()
+            assert page.evaluate("window.sent") == [{"type": "rows", "prompt": "p", "model": "m"}]
+            page.evaluate(f"window.emit('msg:custom', {json.dumps(rows_reply)})")
+            link = page.locator("a.lonb-trace").first
+            assert link.inner_text() == rows_reply["rows"][0]["trace_id"][:12]
+            link.click()
+            assert page.evaluate("window.sent")[-1] == {
+                "type": "trace", "trace_id": rows_reply["rows"][0]["trace_id"]
+            }  # fmt: skip
+            page.evaluate(f"window.emit('msg:custom', {json.dumps(trace_reply)})")
+            box = page.locator(".lonb-trace-box")
+            assert "Trace " + rows_reply["rows"][0]["trace_id"][:12] in box.inner_text()
+            assert "<script>alert(0)</script>" in box.inner_text()  # the row's input, as text
+            assert page.evaluate("document.querySelectorAll('#root script').length") == 0
+            assert page.evaluate("window.alerted") is False
+        finally:
+            browser.close()
