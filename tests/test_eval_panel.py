@@ -111,8 +111,12 @@ def test_static_fallback_is_escaped_and_complete(runs: Any) -> None:
     assert "regression: p × m contains 1.000 → 0.083" in page
     assert "▼" in page and f'href="#trace-{bad.results["trace_id"][0]}"' in page
     assert "pass rate: rows where contains ≥ 1.00, is_json ≥ 1.00" in page
-    bundle = display.panel(bad)._repr_mimebundle_()
-    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or InteractiveShell.instance()
+    assert display.register(shell)  # what `import llmops_nb` and %load_ext do in IPython
+    data, _ = shell.display_formatter.format(bad)  # an EvalRun in a cell shows its panel
     assert "application/vnd.jupyter.widget-view+json" in data
     assert (
         data["text/plain"].splitlines()[2].strip().startswith("p x m: contains=0.08 is_json=0.00")
