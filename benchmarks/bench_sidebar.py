@@ -1,7 +1,10 @@
-"""Sidebar API speed over a big store: 100,000 traces and 1,000,000 spans.
+"""Sidebar API speed over a big store: 100,000 traces, 1,000,000 spans, and an eval run
+of 100,000 result rows.
 
 Goals (server time, from the handlers' Server-Timing header, median of many requests):
-the first page of traces <= 50 ms; one trace's span tree <= 50 ms.
+the first page of traces <= 50 ms; one trace's span tree <= 50 ms; a finished eval
+run's view <= 50 ms after its first request (it is computed once per finished run:
+the first request's time is printed apart, and the `/changes` poll's time while it runs).
 
 Fills a SQLite store through the tracing exporter's own write path
 (`Store.record_spans`), starts a real `jupyter server` with the extension, and times
@@ -23,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -88,6 +92,52 @@ def fill(home: Path, n_traces: int, per_trace: int) -> float:
     return time.perf_counter() - started
 
 
+def fill_eval_run(home: Path, n_rows: int) -> tuple[int, float]:
+    """A finished 2 prompts x 2 models grid of N_ROWS results (a quarter cache hits),
+    with fractional scores on two scorers; returns (run id, seconds)."""
+    os.environ["LLMOPS_NB_HOME"] = str(home)
+    from llmops_nb.store import get_store
+
+    store = get_store()
+    existing = store.latest_eval_run("default", "bench")
+    if existing is not None:
+        return int(existing.id), 0.0
+    started = time.perf_counter()
+    prompts, models = ["faq@1", "faq@2"], ["gpt", "local"]
+    spec = {
+        "prompts": [{"label": p} for p in prompts],
+        "models": [{"label": m} for m in models],
+        "scorers": [{"name": "exact", "threshold": 1.0}, {"name": "rouge_l", "threshold": 0.5}],
+    }
+    run = store.create_eval_run("default", "bench", spec=spec, n_cells=n_rows, status="running")
+    rng = random.Random(3)
+    per_cell = n_rows // 4
+    rows: list[dict[str, Any]] = []
+    for prompt in prompts:
+        for model in models:
+            for i in range(per_cell):
+                rows.append(
+                    {
+                        "run_id": run.id, "prompt_ref": prompt, "model": f"openai/{model}",
+                        "model_label": model, "row_index": i, "inputs": None,
+                        "expected": f"answer {i}", "output": f"answer {i} " + "x" * 200,
+                        "error": None,
+                        "scores": {"exact": rng.random() < 0.6, "rouge_l": round(rng.random(), 2)},
+                        "latency_ms": rng.uniform(50, 500), "input_tokens": 40,
+                        "output_tokens": 20, "cost": 0.0004, "cached": i % 4 == 0,
+                        "trace_id": f"{i:032x}",
+                    }
+                )  # fmt: skip
+                if len(rows) == 5000:
+                    store.add_eval_results(rows)
+                    rows = []
+    store.add_eval_results(rows)
+    from datetime import UTC, datetime
+
+    store.update_eval_run(run.id, status="done", finished_at=datetime.now(UTC))
+    return int(run.id), time.perf_counter() - started
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,6 +190,22 @@ def timed(base: str, token: str, path: str, n: int) -> tuple[list[float], list[f
     return server, client, body
 
 
+def first_eval_view(base: str, token: str, run_id: int) -> tuple[float, float]:
+    """Server ms of the first request for the run's view, and a /changes poll's client
+    ms sent while that request is being served (does the summary tie up the server?)."""
+    result: dict[str, float] = {}
+
+    def view() -> None:
+        result["view"] = timed(base, token, f"evals/{run_id}", 1)[0][0]
+
+    worker = threading.Thread(target=view)
+    worker.start()
+    time.sleep(0.05)
+    poll = timed(base, token, "changes", 1)[1][0]
+    worker.join()
+    return result["view"], poll
+
+
 def p95(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
 
@@ -148,6 +214,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=100_000)
     parser.add_argument("--spans-per-trace", type=int, default=10)
+    parser.add_argument("--eval-rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--dir", type=Path, default=None, help="keep and reuse the store here")
     args = parser.parse_args()
@@ -162,8 +229,14 @@ def main() -> int:
         if fill_s:
             print(f"  filled through Store.record_spans in {fill_s:.1f} s "
                   f"({n_spans / fill_s:,.0f} spans/s)")  # fmt: skip
+        run_id, eval_s = fill_eval_run(home, args.eval_rows)
+        print(f"eval run #{run_id}: {args.eval_rows:,} result rows" +
+              (f" (stored in {eval_s:.1f} s)" if eval_s else ""))  # fmt: skip
         proc, base, token = start_server(home, work)
         try:
+            first_view = first_eval_view(base, token, run_id)
+            print(f"{'eval run view, 1st request':28} {first_view[0]:9.2f}ms "
+                  f"(the /changes poll meanwhile: {first_view[1]:.2f} ms)")  # fmt: skip
             middle = f"{args.traces // 2:032x}"
             cases = [
                 ("first page of traces", "traces?limit=50", True),
@@ -172,6 +245,7 @@ def main() -> int:
                 ("traces with status=error", "traces?status=error", False),
                 ("one trace's span tree", f"traces/{middle}", True),
                 ("change marker (poll)", "changes", False),
+                ("eval run view, again", f"evals/{run_id}", True),
             ]
             failed = False
             print(f"{'request':28} {'server p50':>11} {'p95':>8} {'client p50':>11}  goal")

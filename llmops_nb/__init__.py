@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from . import display as _display
+from ._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
     from .tracing import get_trace, last_trace, span, trace, traces
 
 
+_display.register()  # inside IPython, service objects display as their panels
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
@@ -84,9 +88,10 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """`%load_ext llmops_nb`: magics, automatic tracing of litellm calls, one banner line."""
+    """`%load_ext llmops_nb`: magics, panels, tracing of litellm calls, one banner line."""
     from .magics import load
 
+    _display.register(ipython)
     load(ipython)
 
 

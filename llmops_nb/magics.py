@@ -15,7 +15,8 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Bool, Int, Unicode, observe
 
-from . import __version__, config
+from . import config
+from ._version import __version__
 
 
 def _parser(prog: str, description: str) -> MagicArgumentParser:
@@ -123,7 +124,14 @@ class LLMOps(Magics):
     def _prompt_cell(self, args: argparse.Namespace, body: str) -> Any:
         from . import prompting as prompts
 
-        result = prompts.register_body(args.name, body, model=args.model, message=args.message)
+        result = prompts.register_body(
+            args.name,
+            body,
+            model=args.model,
+            message=args.message,
+            run=args.run,
+            namespace=self.shell.user_ns,
+        )
         version = result.version
         if args.alias:
             print(prompts.set_alias(version.name, args.alias, version.version))
@@ -134,18 +142,16 @@ class LLMOps(Magics):
             messages, response = self._try_run(version, force=args.run)
         if not config.settings.display:
             return None
-        from .widgets.prompt_panel import PromptPanel
+        from .display import prompt_panel
 
-        data = prompts.panel_data(version, result.status, messages=messages, response=response)
-        return PromptPanel(data)
+        return prompt_panel(version, result.status, messages=messages, response=response)
 
     def _try_run(self, version: Any, force: bool) -> tuple[Any, Any]:
-        """Render with sample (then namespace) variables; call the model when one is known."""
-        values = {
-            **{k: v for k, v in self.shell.user_ns.items() if k in version.variables},
-            **version.sample,
-        }
-        messages = version.render(values)  # a missing variable is the user's error: raise
+        """Render with namespace (then sample) variables; call the model when one is known."""
+        from .prompting import run_variables
+
+        values = run_variables(version.variables, version.sample, self.shell.user_ns)
+        messages = version.render(values)  # checked before the version was stored
         model = version.model or config.settings.default_model
         if not model:
             if force:
@@ -155,21 +161,13 @@ class LLMOps(Magics):
                 )
             return messages, None
         from .errors import LLMOpsError
+        from .views.prompts import response_view
 
         try:
             c = version.run(values, model=model)
         except LLMOpsError as exc:
             return messages, {"model": model, "error": str(exc)}
-        return messages, {
-            "model": c.model,
-            "text": c.text,
-            "latency_ms": c.latency_ms,
-            "input_tokens": c.usage.input_tokens,
-            "output_tokens": c.usage.output_tokens,
-            "cost": c.cost,
-            "cached": c.cached,
-            "trace_id": c.trace_id,
-        }
+        return messages, response_view(c)
 
     def _prompt_line(self, sub: str, args: list[str]) -> Any:
         from . import prompting as prompts
@@ -182,9 +180,9 @@ class LLMOps(Magics):
             version = prompts.prompt(args[0])
             if not config.settings.display:
                 return version
-            from .widgets.prompt_panel import PromptPanel
+            from .display import prompt_panel
 
-            return PromptPanel(prompts.panel_data(version))
+            return prompt_panel(version)
         if sub == "diff":
             a = prompts.prompt(f"{args[0]}@{_version_number(args[1])}")
             b = prompts.prompt(f"{args[0]}@{_version_number(args[2])}")
@@ -217,10 +215,16 @@ class LLMOps(Magics):
 
     @line_magic
     def trace(self, line: str) -> Any:
-        """%trace shows the last trace; %trace ID a given one."""
+        """%trace shows the last trace; %trace ID (or a unique prefix) a given one."""
         from . import tracing
 
-        return tracing.show(line.strip() or None)
+        ref = line.strip()
+        found = tracing.get_trace(ref) if ref else tracing.last_trace()
+        if not config.settings.display:
+            return found
+        from .display import trace_panel
+
+        return trace_panel(found)
 
     # --- evaluations -------------------------------------------------------------------
 

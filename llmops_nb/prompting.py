@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -190,6 +191,41 @@ def content_hash(template: str, model: str | None, parameters: dict[str, Any]) -
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def render_template(
+    template: str, values: dict[str, Any], label: str, variables: list[str] | None = None
+) -> list[dict[str, str]]:
+    """The chat messages of TEMPLATE with VALUES; a missing variable is named (LABEL says
+    which prompt; VARIABLES, when known, saves parsing the template again)."""
+    needed = template_variables(template) if variables is None else variables
+    missing = [v for v in needed if v not in values]
+    if missing:
+        names = ", ".join(repr(v) for v in missing)
+        raise MissingVariable(
+            f"missing variable{'s' if len(missing) > 1 else ''} {names} "
+            f"for {label}; pass {missing[0]}=..."
+        )
+    from jinja2 import UndefinedError
+    from jinja2.exceptions import SecurityError
+
+    messages = []
+    for role, text in split_messages(template):
+        try:
+            content = compile_template(text).render(values)
+        except UndefinedError as exc:
+            raise MissingVariable(f"{label}: {exc.message}") from None
+        except SecurityError as exc:
+            raise PromptSyntaxError(f"{label} tried an unsafe operation: {exc}") from None
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def run_variables(
+    variables: list[str], sample: dict[str, Any], namespace: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values a run uses: the notebook's variables that the template names, then sample."""
+    return {**{k: v for k, v in namespace.items() if k in variables}, **sample}
+
+
 # --- references --------------------------------------------------------------------
 
 
@@ -265,30 +301,8 @@ class PromptVersion:
     ) -> list[dict[str, str]]:
         """The chat messages with variables filled in; a missing variable is named."""
         values = {**(variables or {}), **kwargs}
-        missing = [v for v in self.variables if v not in values]
-        if missing:
-            names = ", ".join(repr(v) for v in missing)
-            raise MissingVariable(
-                f"missing variable{'s' if len(missing) > 1 else ''} {names} "
-                f"for prompt {self.name} v{self.version}; pass {missing[0]}=..."
-            )
-        from jinja2 import UndefinedError
-        from jinja2.exceptions import SecurityError
-
-        messages = []
-        for role, text in split_messages(self.template):
-            try:
-                content = compile_template(text).render(values)
-            except UndefinedError as exc:
-                raise MissingVariable(
-                    f"prompt {self.name} v{self.version}: {exc.message}"
-                ) from None
-            except SecurityError as exc:
-                raise PromptSyntaxError(
-                    f"prompt {self.name} v{self.version} tried an unsafe operation: {exc}"
-                ) from None
-            messages.append({"role": role, "content": content})
-        return messages
+        label = f"prompt {self.name} v{self.version}"
+        return render_template(self.template, values, label, self.variables)
 
     def run(
         self, variables: dict[str, Any] | None = None, *, model: str | None = None, **kwargs: Any
@@ -319,11 +333,6 @@ class PromptVersion:
             )
         )
 
-    def _repr_html_(self) -> str:
-        from .widgets.prompt_panel import prompt_panel_html
-
-        return prompt_panel_html(panel_data(self))
-
     def __repr__(self) -> str:
         return f"PromptVersion({self.name!r}, version={self.version}, hash={self.hash[:12]!r})"
 
@@ -347,12 +356,6 @@ class RegisterResult:
 # --- the service -----------------------------------------------------------------------
 
 
-def _store():  # type: ignore[no-untyped-def]
-    from .store import get_store
-
-    return get_store()
-
-
 def _project(project: str | None) -> str:
     return config.check_name("project", project) if project else config.current_project()
 
@@ -364,10 +367,19 @@ def register_body(
     model: str | None = None,
     message: str | None = None,
     project: str | None = None,
+    run: bool = False,
+    namespace: Mapping[str, Any] | None = None,
 ) -> RegisterResult:
-    """Register a `%%prompt` cell body: parse, hash, and add a version unless unchanged."""
+    """Register a `%%prompt` cell body: parse, hash, and add a version unless unchanged.
+
+    When the body will be rendered (RUN, or it has a `sample`), it must render with the
+    sample and NAMESPACE first: a misspelled variable stores nothing."""
     config.check_name("prompt", name)
     parsed = parse_prompt(body)
+    sample = dict(parsed.meta.get("sample") or {})
+    if run or sample:
+        values = run_variables(template_variables(parsed.template), sample, namespace or {})
+        render_template(parsed.template, values, f"prompt {name}")
     return _register(name, parsed, model=model, message=message, project=project)
 
 
@@ -391,9 +403,11 @@ def register_prompt(
 def _register(
     name: str, parsed: ParsedPrompt, *, model: str | None, message: str | None, project: str | None
 ) -> RegisterResult:
+    from .store import get_store
+
     project = _project(project)
     model = model or parsed.model
-    row, created = _store().add_prompt_version(
+    row, created = get_store().add_prompt_version(
         project,
         name,
         hash=content_hash(parsed.template, model, parsed.parameters),
@@ -411,9 +425,11 @@ def _register(
 
 def prompt(ref: str, *, project: str | None = None) -> PromptVersion:
     """`lo.prompt("name")`, `"name@3"` or `"name@production"`."""
+    from .store import get_store
+
     project = _project(project)
     name, version, alias = parse_ref(ref)
-    store = _store()
+    store = get_store()
     row = (
         store.resolve_alias(project, name, alias)
         if alias
@@ -422,24 +438,38 @@ def prompt(ref: str, *, project: str | None = None) -> PromptVersion:
     return PromptVersion.from_row(name, project, row)
 
 
+def previous_version(version: PromptVersion) -> PromptVersion | None:
+    """The version a diff compares with: the highest earlier one (versions may have gaps)."""
+    earlier = [
+        v for v in versions(version.name, project=version.project) if v.version < version.version
+    ]
+    return earlier[-1] if earlier else None
+
+
 def versions(name: str, *, project: str | None = None) -> list[PromptVersion]:
     """Every version of a prompt, oldest first."""
+    from .store import get_store
+
     project = _project(project)
     config.check_name("prompt", name)
     return [
-        PromptVersion.from_row(name, project, r) for r in _store().prompt_versions(project, name)
+        PromptVersion.from_row(name, project, r) for r in get_store().prompt_versions(project, name)
     ]
 
 
 def aliases(name: str, *, project: str | None = None) -> dict[str, int]:
-    return _store().prompt_aliases(_project(project), name)
+    from .store import get_store
+
+    return get_store().prompt_aliases(_project(project), name)
 
 
 def prompts(*, project: str | None = None) -> pl.DataFrame:
     """All prompts of the project: name, latest, aliases, updated."""
     import polars as pl
 
-    rows = _store().list_prompts(_project(project))
+    from .store import get_store
+
+    rows = get_store().list_prompts(_project(project))
     schema = {
         "name": pl.String,
         "latest": pl.Int64,
@@ -488,11 +518,13 @@ def move_alias(
 ) -> tuple[int | None, int]:
     """Point ALIAS at VERSION, or roll it back when VERSION is None; every move is kept
     in the audit log. Returns (previous version or None, new version)."""
+    from .store import get_store
+
     config.check_name("prompt", name)
     config.check_name("alias", alias)
     if alias == "latest":
         raise NotFound("'latest' is reserved: it always means the newest version")
-    store, project = _store(), _project(project)
+    store, project = get_store(), _project(project)
     if version is None:
         return store.rollback_alias(project, name, alias, config.author())
     return store.set_alias(project, name, alias, int(version), config.author())
@@ -501,6 +533,8 @@ def move_alias(
 def set_alias(name: str, alias: str, version: int, *, project: str | None = None) -> str:
     """Point ALIAS at VERSION (kept in the audit log); returns a one-line summary."""
     before, after = move_alias(name, alias, version, project=project)
+    if before == after:
+        return f"{name}@{alias} is already v{after}"
     was = f" (was v{before})" if before is not None else ""
     return f"{name}@{alias} -> v{after}{was}"
 
@@ -509,49 +543,3 @@ def rollback(name: str, alias: str, *, project: str | None = None) -> str:
     """Point ALIAS back at the version it pointed to before its last move."""
     before, after = move_alias(name, alias, None, project=project)
     return f"{name}@{alias} rolled back: v{before} -> v{after}"
-
-
-def alias_log(name: str, *, project: str | None = None) -> list[dict[str, Any]]:
-    return _store().alias_log(_project(project), name)
-
-
-def panel_data(
-    version: PromptVersion,
-    status: str | None = None,
-    messages: list[dict[str, str]] | None = None,
-    response: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Everything the prompt panel shows, as plain JSON-able data."""
-    history = versions(version.name, project=version.project)
-    previous = next((v for v in reversed(history) if v.version < version.version), None)
-    version_aliases = aliases(version.name, project=version.project)
-    if messages is None and version.sample:
-        try:
-            messages = version.render(version.sample)
-        except MissingVariable:
-            messages = None
-    return {
-        "name": version.name,
-        "version": version.version,
-        "hash": version.hash,
-        "model": version.model,
-        "parameters": version.parameters,
-        "description": version.description,
-        "status": status,
-        "project": version.project,
-        "aliases": version_aliases,
-        "history": [
-            {
-                "version": v.version,
-                "hash": v.hash[:12],
-                "author": v.author,
-                "created": v.created_at.isoformat(timespec="seconds"),
-                "message": v.message or "",
-            }
-            for v in reversed(history)
-        ],
-        "previous": previous.version if previous else None,
-        "diff": version.diff(previous) if previous else "",
-        "messages": messages or [],
-        "response": response,
-    }

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
     from .store import models as m
-    from .widgets.trace_viewer import TraceViewer
 
 __all__ = [
     "InvalidFeedback",
@@ -53,7 +52,6 @@ __all__ = [
     "get_trace",
     "jsonable",
     "last_trace",
-    "show",
     "shutdown",
     "span",
     "start_call_span",
@@ -1239,20 +1237,6 @@ class Trace:
             ],
         )
 
-    def viewer(self) -> TraceViewer:
-        """The trace viewer widget for this trace."""
-        from .widgets.trace_viewer import TraceViewer
-
-        return TraceViewer(self)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.viewer()._repr_mimebundle_(**kwargs)
-
-    def _repr_html_(self) -> str:
-        from .widgets.trace_viewer import trace_html
-
-        return trace_html(self)
-
     def __repr__(self) -> str:
         cost = f" ${self.cost:.6f}" if self.cost else ""
         return (
@@ -1416,8 +1400,3 @@ def feedback(
     row, _ = store.get_trace(trace_id)  # a clear error for an unknown id; resolves prefixes
     return store.add_feedback(row.id, value, (comment or None), config.author(), span_id=span_id)
 
-
-def show(ref: str | None = None) -> TraceViewer:
-    """The trace viewer for `%trace` (the last trace) or `%trace ID`."""
-    found = last_trace() if ref is None or not str(ref).strip() else get_trace(str(ref))
-    return found.viewer()

@@ -200,10 +200,54 @@ def test_missing_variable_in_a_run_names_it(
 ) -> None:
     run_cell(ip, "%%prompt greeting --run\nHello {{who}}")
     text = _strip_ansi(capsys.readouterr().out)
-    assert "MissingVariable: missing variable 'who' for prompt greeting v1" in text
+    assert "MissingVariable: missing variable 'who' for prompt greeting; pass who=..." in text
+    assert lo.prompts().height == 0  # checked before writing: no version was created
     ip.user_ns["who"] = "Ada"  # variables also come from the notebook namespace
     panel = ip.run_cell_magic("prompt", "greeting --run", "Hello {{who}}")
     assert panel.data["messages"] == [{"role": "user", "content": "Hello Ada"}]
+    assert lo.prompt("greeting").version == 1
+    ip.user_ns.pop("who")
+
+
+def test_a_sample_missing_a_variable_creates_nothing(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cell(ip, "%%prompt greeting\n---\nsample: {nme: Ada}\n---\nHello {{name}}")
+    assert "missing variable 'name' for prompt greeting" in _strip_ansi(capsys.readouterr().out)
+    assert lo.prompts().height == 0
+
+
+def test_a_prompt_without_sample_shows_its_template(ip: InteractiveShell) -> None:
+    panel = ip.run_cell_magic("prompt", "greeting", "system:\nBe <brief>.\nuser:\n{{q}}")
+    assert panel.data["template"] == "system:\nBe <brief>.\nuser:\n{{q}}"
+    html = bundle(panel)["text/html"]
+    assert "<h4>Template</h4>" in html and "Be &lt;brief&gt;." in html
+    assert "no model" in html  # nothing was called and the prompt names no model
+
+
+def test_service_objects_display_as_their_panels(ip: InteractiveShell) -> None:
+    """display.py's formatters: a PromptVersion or a Trace shown in a cell is its panel."""
+    ip.run_cell_magic("prompt", "greeting", "Hello {{who}}")
+    data, _ = ip.display_formatter.format(lo.prompt("greeting"))
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert '<span class="lonb-title">greeting</span>' in data["text/html"]
+
+    @lo.trace(name="shown")
+    def shown() -> int:
+        return 1
+
+    shown()
+    data, _ = ip.display_formatter.format(lo.last_trace())
+    assert "shown" in data["text/plain"] and "lotv-panel" in data["text/html"]
+    panel = ip.run_line_magic("trace", "")
+    assert panel.trace_id == lo.last_trace().id
+    assert ip.run_line_magic("trace", panel.trace_id[:8]).trace_id == panel.trace_id
+    ip.run_line_magic("config", "LLMOps.display = False")
+    try:
+        data, _ = ip.display_formatter.format(lo.prompt("greeting"))
+        assert set(data) == {"text/plain"}
+    finally:
+        ip.run_line_magic("config", "LLMOps.display = True")
 
 
 def test_untrusted_text_is_escaped_in_the_static_panel(ip: InteractiveShell) -> None:
@@ -270,6 +314,22 @@ def test_run_shows_the_traced_response_with_latency_tokens_and_cost(
     again = ip.run_cell_magic("prompt", "support_reply --model openai/gpt-4o-mini --run", BODY)
     assert again.data["response"]["cached"] is True
     assert "unchanged: support_reply v1" in capsys.readouterr().out
+
+
+def test_the_header_names_the_model_actually_called(
+    ip: InteractiveShell, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt with no model runs on the default model: the header says which."""
+    monkeypatch.setenv("OPENAI_API_BASE", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    ip.run_line_magic("config", "LLMOps.default_model = 'openai/gpt-4o-mini'")
+    try:
+        panel = ip.run_cell_magic("prompt", "greeting --run", "Hello")
+    finally:
+        ip.run_line_magic("config", "LLMOps.default_model = ''")
+    assert panel.data["model"] is None and panel.data["called_model"] == "openai/gpt-4o-mini"
+    html = bundle(panel)["text/html"]
+    assert '<span class="lonb-muted"> openai/gpt-4o-mini' in html and "no model" not in html
 
 
 def test_a_failing_model_call_is_shown_in_the_panel_not_raised(

@@ -227,7 +227,7 @@ def test_aliases_move_with_an_audit_log_and_rollback_undoes_moves(store_url: str
         lo.rollback("greet", "production")
     assert lo.prompt("greet@production").version == 1
 
-    log = prompting.alias_log("greet")
+    log = get_store().alias_log("default", "greet")
     assert [(e["action"], e["from_version"], e["to_version"]) for e in log] == [
         ("set", None, 1),
         ("set", 1, 3),
@@ -238,6 +238,27 @@ def test_aliases_move_with_an_audit_log_and_rollback_undoes_moves(store_url: str
     assert {e["author"] for e in log} == {"tester"}
     assert lo.prompts().row(0, named=True)["aliases"] == "production=v1"
     assert lo.prompt_history("greet")["aliases"].to_list() == ["production", "", ""]
+
+
+def test_a_move_to_the_current_version_is_not_a_move(store_url: str) -> None:
+    """Re-running `%%prompt ... --alias production` on an unchanged cell logs nothing, so
+    rollback still undoes the last real move."""
+    lo.register_prompt("greet", "Say one")
+    lo.register_prompt("greet", "Say two")
+    lo.set_alias("greet", "production", 1)
+    lo.set_alias("greet", "production", 2)
+    assert lo.set_alias("greet", "production", 2) == "greet@production is already v2"
+    log = get_store().alias_log("default", "greet")
+    assert [(e["from_version"], e["to_version"]) for e in log] == [(None, 1), (1, 2)]
+    assert lo.rollback("greet", "production") == "greet@production rolled back: v2 -> v1"
+    assert lo.prompt("greet@production").version == 1
+
+
+def test_the_previous_version_is_the_highest_earlier_one() -> None:
+    for word in ("one", "two", "three"):
+        lo.register_prompt("p", f"Say {word}")
+    assert prompting.previous_version(lo.prompt("p@3")).version == 2  # type: ignore[union-attr]
+    assert prompting.previous_version(lo.prompt("p@1")) is None
 
 
 def test_refs_accept_latest_and_v_prefix() -> None:
@@ -292,7 +313,9 @@ def test_unknown_prompt_version_and_alias_are_named() -> None:
         lo.set_alias("real", "prod", 4)
     with pytest.raises(NotFound, match="has no alias 'prod'"):
         lo.rollback("real", "prod")
-    assert prompting.alias_log("real") == []
+    assert get_store().alias_log("default", "real") == []
+    with pytest.raises(NotFound, match="has no version 1000000000000000000000000000000"):
+        lo.set_alias("real", "prod", 10**30)  # beyond every database's integers: not an overflow
 
 
 def test_an_unreachable_store_is_one_message_with_the_password_masked(

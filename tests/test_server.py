@@ -12,6 +12,7 @@ from sqlmodel import select
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 import llmops_nb as lo
+from llmops_nb import tracing
 from llmops_nb.store import get_store
 from llmops_nb.store import models as m
 
@@ -92,8 +93,16 @@ def seed_eval_run(project: str = "default", name: str = "faq") -> int:
     store = get_store()
     pid = store.project_id(project)
 
+    spec = {
+        "prompts": [{"label": "support@1"}, {"label": "support@2"}],
+        "models": [{"label": "gpt"}, {"label": "local"}],
+        "scorers": [{"name": "exact", "threshold": 1.0}, {"name": "rouge_l", "threshold": 0.5}],
+    }
+
     def write(s: Any) -> int:
-        run = m.EvalRun(project_id=pid, name=name, status="done", n_cells=12, author="tester")
+        run = m.EvalRun(
+            project_id=pid, name=name, status="done", n_cells=12, author="tester", spec=spec
+        )
         s.add(run)
         s.flush()
         for p_i, prompt in enumerate(["support@1", "support@2"]):
@@ -283,6 +292,7 @@ async def test_unknown_prompts_are_404_and_bad_alias_moves_400(jp_fetch: Any) ->
     assert response.code == 404 and "no version 7" in message(response)
     for body, text in [
         ({"alias": "prod", "version": "2"}, "version must be a positive integer"),
+        ({"alias": "prod", "version": 10**30}, "version must be a positive integer up to 2**62"),
         ({"alias": "bad alias", "version": 1}, "invalid alias name"),
         ("not json", "must be JSON"),
     ]:
@@ -302,8 +312,13 @@ async def test_eval_runs_summary_and_results(jp_fetch: Any, store_url: str) -> N
     assert (await get(jp_fetch, "evals", limit=1, offset=1))["items"][0]["id"] == first
 
     detail = await get(jp_fetch, f"evals/{run_id}")
-    assert detail["run"]["name"] == "faq" and detail["run"]["status"] == "done"
-    cells = {(c["prompt"], c["model"]): c for c in detail["summary"]}
+    assert detail["name"] == "faq" and detail["status"] == "done" and detail["done"] == 12
+    assert detail["thresholds"] == {"exact": 1.0, "rouge_l": 0.5}
+    # cells in the spec's order, as the notebook panel lists them
+    assert [(c["prompt"], c["model"]) for c in detail["cells"]] == [
+        ("support@1", "gpt"), ("support@1", "local"), ("support@2", "gpt"), ("support@2", "local")
+    ]  # fmt: skip
+    cells = {(c["prompt"], c["model"]): c for c in detail["cells"]}
     assert set(cells) == {(p, mo) for p in ["support@1", "support@2"] for mo in ["gpt", "local"]}
     assert cells[("support@2", "gpt")]["scores"] == {"exact": 1.0, "rouge_l": 1.0}
     assert cells[("support@2", "gpt")]["pass_rate"] == 1.0
@@ -312,8 +327,9 @@ async def test_eval_runs_summary_and_results(jp_fetch: Any, store_url: str) -> N
     # A failed call scores 0 on every scorer: exact (1 + 0 + 0) / 3, rouge_l (1 + 0.5 + 0) / 3.
     assert cells[("support@1", "local")]["scores"]["exact"] == pytest.approx(1 / 3)
     assert cells[("support@1", "local")]["scores"]["rouge_l"] == pytest.approx(0.5)
+    assert cells[("support@1", "gpt")]["pass_rate"] == pytest.approx(1 / 3)
     assert cells[("support@1", "gpt")]["latency_p50_ms"] == 200.0
-    assert cells[("support@1", "gpt")]["latency_p95_ms"] == 300.0
+    assert cells[("support@1", "gpt")]["latency_p95_ms"] == pytest.approx(290.0)  # linear
     assert cells[("support@1", "gpt")]["cost"] == pytest.approx(0.03)
 
     page = await get(jp_fetch, f"evals/{run_id}/results", limit=5)
@@ -328,6 +344,7 @@ async def test_eval_runs_summary_and_results(jp_fetch: Any, store_url: str) -> N
     assert cell["total"] == 3 and cell["items"][2]["error"] == "timeout"
 
     assert (await error(jp_fetch, "evals/999")).code == 404
+    assert (await error(jp_fetch, f"evals/{10**30}")).code == 404
     response = await error(jp_fetch, "evals/abc/results")
     assert response.code == 400 and "eval run id must be an integer" in message(response)
 
@@ -362,8 +379,10 @@ async def test_traces_latest_first_paginated_and_filtered(jp_fetch: Any, store_u
 
 async def test_one_trace_has_its_span_tree_with_output_as_plain_text(jp_fetch: Any) -> None:
     tid = seed_traces(2)[1]
+    tracing.feedback(tid, 1, "<b>good</b>")
     trace = await get(jp_fetch, f"traces/{tid}")
     assert trace["id"] == tid and trace["n_spans"] == 3
+    assert [(f["score"], f["comment"]) for f in trace["feedback"]] == [(1, "<b>good</b>")]
     [root] = trace["spans"]
     assert root["name"] == "answer" and root["offset_ms"] == 0 and root["duration_ms"] == 250
     [child] = root["children"]
@@ -397,6 +416,11 @@ async def test_feedback_is_stored_and_checked(jp_fetch: Any) -> None:
         jp_fetch, f"traces/{'e' * 32}/feedback", method="POST", body=json.dumps({"score": 1})
     )
     assert unknown.code == 404
+    long = json.dumps({"score": 1, "comment": "x" * 10_001})
+    too_long = await error(jp_fetch, f"traces/{tid}/feedback", method="POST", body=long)
+    assert too_long.code == 400 and "at most 10,000 characters" in message(too_long)
+    with get_store().session() as s:
+        assert len(s.exec(select(m.Feedback).where(m.Feedback.trace_id == tid)).all()) == 1
 
 
 # --- fine-tunes, models, changes -------------------------------------------------------
@@ -447,6 +471,10 @@ async def test_change_marker_moves_when_a_kernel_writes(jp_fetch: Any, store_url
         ("prompts/x/diff", {"a": "one"}, "a must be an integer"),
         ("finetunes/1/metrics", {"limit": "10001"}, "limit must be between 1 and 10000"),
         ("finetunes/x", {}, "fine-tune job id must be an integer"),
+        ("traces", {"since": "inf"}, "since must be a time between the years 1 and 9999"),
+        ("traces", {"since": "1e400"}, "since must be a time between the years 1 and 9999"),
+        ("traces", {"since": "nan"}, "since must be a time between the years 1 and 9999"),
+        ("traces", {"until": "1e300"}, "until must be a time between the years 1 and 9999"),
     ],
 )
 async def test_bad_parameters_are_400_with_a_message(

@@ -1,5 +1,6 @@
-"""The trace viewer: escaped static HTML, and the widget's ESM rendered in headless Chromium
-(text only, feedback sent back to Python as a custom message)."""
+"""The trace viewer: the one span tree (views.traces), escaped static HTML, and the widget's
+ESM rendered in headless Chromium (text only, feedback sent back to Python as a custom
+message, text and SVG icons rather than emoji)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 import llmops_nb as lo
-from llmops_nb import tracing
-from llmops_nb.widgets.trace_viewer import STATIC, TraceViewer, trace_html, trace_view_data
+from llmops_nb import display, tracing
+from llmops_nb.views.traces import flatten, trace_view
+from llmops_nb.widgets.trace_viewer import STATIC, TraceViewer, static_html
 
 EVIL = "<script>alert(1)</script> <img src=x onerror=alert(1)>"
 
@@ -38,14 +40,14 @@ def evil_trace() -> tracing.Trace:
 
 def test_static_html_is_escaped_text() -> None:
     t = evil_trace()
-    page = trace_html(t)
+    page = static_html(trace_view(t))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;b&gt;agent&lt;/b&gt;" in page and "tool &lt;i&gt;call&lt;/i&gt;" in page
     assert "note&lt;script&gt;" in page
     for tag in ("<script", "<img", "<b>", "<i>"):
         assert tag not in page
-    error_page = trace_html(lo.last_trace())
+    error_page = static_html(trace_view(lo.last_trace()))
     assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in error_page
     assert "<script" not in error_page
     # the waterfall and the totals are there too
@@ -62,26 +64,73 @@ def test_view_data_is_a_tree_in_time_order() -> None:
             pass
 
     parent()
-    data = trace_view_data(lo.last_trace())
-    assert [(s["name"], s["depth"]) for s in data["spans"]] == [
+    data = trace_view(lo.last_trace())
+    [root] = data["spans"]
+    assert [c["name"] for c in root["children"]] == ["a", "b"]
+    assert [c["name"] for c in root["children"][0]["children"]] == ["a1"]
+    spans = list(flatten(data["spans"]))
+    assert [(s["name"], s["depth"]) for s in spans] == [
         ("parent", 0),
         ("a", 1),
         ("a1", 2),
         ("b", 1),
     ]
-    assert data["spans"][0]["offset_ms"] == 0
-    assert all(0 <= s["offset_ms"] <= data["total_ms"] for s in data["spans"])
+    assert spans[0]["offset_ms"] == 0
+    assert all(0 <= s["offset_ms"] <= data["duration_ms"] for s in spans)
     json.dumps(data)  # what the widget syncs must be JSON
+
+
+def test_a_child_written_before_its_parent_is_a_root() -> None:
+    """While the exporter has stored a child but not yet its parent, the child is a root."""
+    from llmops_nb.tracing import SpanRecord
+
+    t = tracing.Trace(
+        id="ab" * 16, name="t", status="ok", error=None, start_ns=0, end_ns=3_000_000,
+        n_spans=2, input_tokens=0, output_tokens=0, cost=0.0,
+        spans=[
+            SpanRecord("c", "ab" * 16, "missing", "child", "llm", "ok", None, 1_000_000, 2_000_000),
+            SpanRecord("r", "ab" * 16, None, "root", "chain", "ok", None, 0, 3_000_000),
+        ],
+    )  # fmt: skip
+    view = trace_view(t)
+    assert [(s["name"], s["offset_ms"], s["duration_ms"]) for s in view["spans"]] == [
+        ("root", 0.0, 3.0),
+        ("child", 1.0, 1.0),
+    ]
+
+
+def test_existing_feedback_is_in_the_view_and_shown_as_text() -> None:
+    evil_trace()
+    t = lo.last_trace()
+    tracing.feedback(t.id, 1, "<b>right</b>")
+    tracing.feedback(t.id, -1, None)
+    view = trace_view(lo.get_trace(t.id))
+    assert [(f["score"], f["comment"], f["author"]) for f in view["feedback"]] == [
+        (1, "<b>right</b>", "tester"),
+        (-1, None, "tester"),
+    ]
+    page = static_html(view)
+    assert "▲ good</span> &lt;b&gt;right&lt;/b&gt;" in page and "▼ bad" in page
+    assert "👍" not in page and "👎" not in page
 
 
 def test_viewer_bundle_has_widget_and_fallback() -> None:
     evil_trace()
-    viewer = tracing.show()
+    viewer = display.panel(lo.last_trace())
     assert isinstance(viewer, TraceViewer)
     data, _ = viewer._repr_mimebundle_()
     assert set(data) >= {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"}
     assert "fails" in data["text/plain"] and "error" in data["text/plain"]
-    assert tracing.show(viewer.trace_id[:8]).trace_id == viewer.trace_id
+
+
+def test_a_long_feedback_comment_is_refused_and_not_stored() -> None:
+    evil_trace()
+    viewer = display.panel(lo.last_trace())
+    sent: list[Any] = []
+    viewer.send = sent.append  # type: ignore[method-assign]
+    viewer._on_message(viewer, {"type": "feedback", "score": 1, "comment": "x" * 10_001}, [])
+    assert sent[0]["type"] == "feedback_error" and "at most 10,000 characters" in sent[0]["message"]
+    assert lo.get_trace(viewer.trace_id).feedback == []
 
 
 # --- the ESM in a real browser ---------------------------------------------------------------
@@ -116,10 +165,10 @@ window.rendered = true;
 
 def test_widget_renders_text_only_and_sends_feedback() -> None:
     sync_api, chromium = _browser()
-    data = trace_view_data(evil_trace())
+    data = trace_view(evil_trace())
     files = {
         "/": ("text/html", PAGE),
-        "/trace_viewer.js": ("text/javascript", (STATIC / "trace_viewer.js").read_text()),
+        "/trace_viewer.js": ("text/javascript", TraceViewer._esm),
         "/trace_viewer.css": ("text/css", (STATIC / "trace_viewer.css").read_text()),
     }
 
@@ -157,7 +206,9 @@ def test_widget_renders_text_only_and_sends_feedback() -> None:
 
             bars = page.locator(".lotv-bar")
             assert bars.count() == 2
-            page.get_by_text("👎").click()
+            assert "👍" not in text and "👎" not in text  # blank boxes without an emoji font
+            assert page.locator("button.lotv-thumb svg").count() == 2
+            page.get_by_role("button", name="thumbs down").click()
             page.locator("textarea").fill("unsafe output")
             page.get_by_text("Send").click()
             assert page.evaluate("window.sent") == [

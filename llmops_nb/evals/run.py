@@ -1,13 +1,14 @@
-"""EvalRun: one grid run as the user sees it — results, summary, chart, comparison, panel.
+"""EvalRun: one grid run as the user sees it — results, summary, chart, comparison.
 
 The rows live in the store; `results` reads them page by page into one polars frame
 (the data row's columns come back as the `inputs` struct, joined from the stored
-dataset version rather than re-parsed per row).
+dataset version rather than re-parsed per row). `summary()` is the one place a run's
+numbers are computed: the panel, the sidebar and the report all show them (`views.evals`).
+Displaying a run is the face's job (`llmops_nb.display`), not this module's.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -39,16 +40,33 @@ _READ = (
 )
 
 
+# What summary() needs: no texts, no data row (a fraction of the bytes `results` reads).
+_SUMMARY_READ = (
+    "prompt_ref",
+    "model_label",
+    "row_index",
+    "error",
+    "scores",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "cached",
+)
+
+
 @dataclass(frozen=True)
 class _Threshold:
     threshold: float
     negate: bool
 
+    @property
+    def pass_at(self) -> float:
+        """The score a row needs to pass this scorer."""
+        return (1.0 - self.threshold) if self.negate and self.threshold < 1.0 else self.threshold
+
     def passed(self, value: float | None) -> bool:
-        if value is None:
-            return False
-        t = (1.0 - self.threshold) if self.negate and self.threshold < 1.0 else self.threshold
-        return value >= t - 1e-12
+        return value is not None and value >= self.pass_at - 1e-12
 
 
 def _score_value(stored: Any) -> tuple[float | None, str | None]:
@@ -70,7 +88,6 @@ class EvalRun:
         self._row = row
         self.project = project
         self._results: pl.DataFrame | None = None
-        self._widget: Any = None
 
     # --- identity ------------------------------------------------------------------
 
@@ -168,7 +185,6 @@ class EvalRun:
 
         self._row = get_store().get_eval_run(self.id)
         self._results = None
-        self._widget = None
         return self
 
     # --- results -------------------------------------------------------------------
@@ -178,6 +194,11 @@ class EvalRun:
             s["name"]: _Threshold(float(s.get("threshold", 1.0)), bool(s.get("negate", False)))
             for s in self.spec.get("scorers", [])
         }
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per scorer, the score a row needs to pass it (what `passed` and pass_rate use)."""
+        return {name: t.pass_at for name, t in self._thresholds().items()}
 
     @property
     def results(self) -> pl.DataFrame:
@@ -192,7 +213,11 @@ class EvalRun:
         return self._read_results(prompt=prompt, model=model, limit=limit)
 
     def _read_results(
-        self, prompt: str | None = None, model: str | None = None, limit: int | None = None
+        self,
+        prompt: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        columns: tuple[str, ...] = _READ,
     ) -> pl.DataFrame:
         import polars as pl
 
@@ -203,13 +228,15 @@ class EvalRun:
         names = list(thresholds)
         frames = []
         for chunk in store.eval_result_chunks(
-            self.id, prompt_ref=prompt, model_label=model, columns=_READ, limit=limit
+            self.id, prompt_ref=prompt, model_label=model, columns=columns, limit=limit
         ):
-            frames.append(self._chunk_frame(chunk, names, thresholds))
+            frames.append(self._chunk_frame(chunk, names, thresholds, columns))
         if frames:
             frame = pl.concat(frames, how="vertical_relaxed", rechunk=True)
         else:
-            frame = self._chunk_frame([], names, thresholds)
+            frame = self._chunk_frame([], names, thresholds, columns)
+        if columns is not _READ:
+            return frame
         order_p = {p: i for i, p in enumerate(self.prompts)}
         order_m = {m: i for i, m in enumerate(self.models)}
         frame = frame.sort(
@@ -229,12 +256,16 @@ class EvalRun:
         return frame
 
     def _chunk_frame(
-        self, chunk: list[tuple[Any, ...]], names: list[str], thresholds: dict[str, _Threshold]
+        self,
+        chunk: list[tuple[Any, ...]],
+        names: list[str],
+        thresholds: dict[str, _Threshold],
+        read: tuple[str, ...] = _READ,
     ) -> pl.DataFrame:
         import polars as pl
 
-        cols = list(zip(*chunk, strict=True)) if chunk else [[] for _ in _READ]
-        data = dict(zip(_READ, cols, strict=True))
+        cols = list(zip(*chunk, strict=True)) if chunk else [[] for _ in read]
+        data = dict(zip(read, cols, strict=True))
         score_cols: dict[str, list[float | None]] = {n: [] for n in names}
         reason_cols: dict[str, list[str | None]] = {n: [] for n in names}
         passed = []
@@ -245,6 +276,8 @@ class EvalRun:
                 if n in scores:
                     value, reason = _score_value(scores[n])
                     ok = ok and thresholds[n].passed(value)
+                elif error is not None:
+                    value, reason = 0.0, None  # a failed call scores 0 on every scorer
                 else:
                     value, reason = None, None
                 score_cols[n].append(value)
@@ -254,10 +287,11 @@ class EvalRun:
             "prompt": pl.Series(data["prompt_ref"], dtype=pl.String),
             "model": pl.Series(data["model_label"], dtype=pl.String),
             "row_index": pl.Series(data["row_index"], dtype=pl.Int64),
-            "expected": pl.Series(data["expected"], dtype=pl.String),
-            "output": pl.Series(data["output"], dtype=pl.String),
-            "error": pl.Series(data["error"], dtype=pl.String),
         }
+        for key in ("expected", "output"):
+            if key in data:
+                columns[key] = pl.Series(data[key], dtype=pl.String)
+        columns["error"] = pl.Series(data["error"], dtype=pl.String)
         for n in names:
             columns[n] = pl.Series(score_cols[n], dtype=pl.Float64)
         columns["passed"] = pl.Series(passed, dtype=pl.Boolean)
@@ -266,11 +300,12 @@ class EvalRun:
         columns["output_tokens"] = pl.Series(data["output_tokens"], dtype=pl.Int64)
         columns["cost"] = pl.Series(data["cost"], dtype=pl.Float64)
         columns["cached"] = pl.Series(data["cached"], dtype=pl.Boolean)
-        columns["trace_id"] = pl.Series(data["trace_id"], dtype=pl.String)
-        columns["model_id"] = pl.Series(data["model"], dtype=pl.String)
-        columns["prompt_version_id"] = pl.Series(data["prompt_version_id"], dtype=pl.Int64)
-        for n in names:
-            columns[f"{n}_reason"] = pl.Series(reason_cols[n], dtype=pl.String)
+        if "trace_id" in data:
+            columns["trace_id"] = pl.Series(data["trace_id"], dtype=pl.String)
+            columns["model_id"] = pl.Series(data["model"], dtype=pl.String)
+            columns["prompt_version_id"] = pl.Series(data["prompt_version_id"], dtype=pl.Int64)
+            for n in names:
+                columns[f"{n}_reason"] = pl.Series(reason_cols[n], dtype=pl.String)
         return pl.DataFrame(columns)
 
     def _inputs(self) -> pl.DataFrame | None:
@@ -294,9 +329,15 @@ class EvalRun:
     # --- aggregates ------------------------------------------------------------------
 
     def summary(self) -> pl.DataFrame:
-        """One row per prompt x model: rows, errors, mean per scorer, pass rate, p50/p95
-        latency, tokens, cost. Failed calls score 0 on every scorer."""
-        return summarize(self.results, self.scorers, self.prompts, self.models)
+        """One row per prompt x model: rows, errors, mean per scorer, pass rate (at each
+        scorer's threshold), p50/p95 latency of real calls and p50 of cache hits apart,
+        tokens, cost. Failed calls score 0 on every scorer."""
+        frame = (
+            self._results
+            if self._results is not None and self.status != "running"
+            else self._read_results(columns=_SUMMARY_READ)
+        )
+        return summarize(frame, self.scorers, self.prompts, self.models)
 
     def compare(
         self, baseline: EvalRun | int | str | None = None, *, alpha: float = 0.05
@@ -329,13 +370,19 @@ class EvalRun:
         return EvalRun.load(baseline, project=self.project)
 
     def chart(self) -> Any:
-        """An altair heatmap of the mean score per prompt x model, one panel per scorer."""
+        """An altair heatmap of the mean score per prompt x model, one panel per scorer.
+
+        It displays offline, as sanitized SVG through vl-convert (`llmops_nb.charts`),
+        unless you picked an altair renderer yourself."""
         import altair as alt
 
+        from .. import charts
+
+        charts.use_offline_renderer()
         long = summary_long(self.summary(), self.scorers)
         base = alt.Chart(long).encode(
-            x=alt.X("model:N", title="model", sort=self.models),
-            y=alt.Y("prompt:N", title="prompt", sort=self.prompts),
+            x=alt.X("model:N", title="model", sort=self.models, axis=alt.Axis(labelLimit=160)),
+            y=alt.Y("prompt:N", title="prompt", sort=self.prompts, axis=alt.Axis(labelLimit=160)),
         )
         rect = base.mark_rect().encode(
             color=alt.Color(
@@ -345,32 +392,17 @@ class EvalRun:
             ),
             tooltip=["prompt", "model", "scorer", alt.Tooltip("mean:Q", format=".3f")],
         )
-        text = base.mark_text(baseline="middle").encode(text=alt.Text("mean:Q", format=".2f"))
-        return (
-            alt.layer(rect, text, data=long)
-            .facet(column=alt.Column("scorer:N", title=None, sort=self.scorers))
-            .properties(title=f"eval {self.name} #{self.id}")
+        text = base.mark_text(baseline="middle", fontSize=12).encode(
+            text=alt.Text("mean:Q", format=".2f")
         )
-
-    # --- display ---------------------------------------------------------------------
-
-    def panel_data(self, *, rows_per_cell: int = 0) -> dict[str, Any]:
-        from ..widgets.eval_grid import grid_data
-
-        return grid_data(self, rows_per_cell=rows_per_cell)
-
-    def panel(self) -> Any:
-        """The eval grid panel (an anywidget with a static HTML fallback)."""
-        if self._widget is None:
-            from ..widgets.eval_grid import EvalGrid
-
-            self._widget = EvalGrid(self)
-        return self._widget
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        if not config.settings.display:
-            return {"text/plain": repr(self)}
-        return self.panel()._repr_mimebundle_(**kwargs)
+        # A band wide enough for "1.00": at the default 20 px step, neighbours' labels run
+        # together ("1.000.50").
+        cells = alt.layer(rect, text, data=long).properties(
+            width=alt.Step(charts.CELL_WIDTH), height=alt.Step(charts.CELL_HEIGHT)
+        )
+        return cells.facet(column=alt.Column("scorer:N", title=None, sort=self.scorers)).properties(
+            title=f"eval {self.name} #{self.id}"
+        )
 
     def __repr__(self) -> str:
         from ..store import get_store
@@ -387,13 +419,17 @@ def summarize(
 ) -> pl.DataFrame:
     import polars as pl
 
+    cached = pl.col("cached").fill_null(False)
+    real = pl.col("latency_ms").filter(~cached)  # real calls: a cache hit's ms says nothing
+    hits = pl.col("latency_ms").filter(cached)
     aggs = [
         pl.len().alias("n"),
         pl.col("error").is_not_null().sum().alias("errors"),
         *[pl.col(s).mean().alias(s) for s in scorers],
         pl.col("passed").mean().alias("pass_rate"),
-        pl.col("latency_ms").quantile(0.5, "linear").alias("latency_p50_ms"),
-        pl.col("latency_ms").quantile(0.95, "linear").alias("latency_p95_ms"),
+        real.quantile(0.5, "linear").alias("latency_p50_ms"),
+        real.quantile(0.95, "linear").alias("latency_p95_ms"),
+        hits.quantile(0.5, "linear").alias("cached_latency_p50_ms"),
         pl.col("input_tokens").sum().alias("input_tokens"),
         pl.col("output_tokens").sum().alias("output_tokens"),
         pl.col("cost").sum().alias("cost"),
@@ -490,7 +526,3 @@ def compare_results(current: EvalRun, baseline: EvalRun, *, alpha: float = 0.05)
         "flag": pl.String,
     }
     return pl.DataFrame(rows, schema=schema).select(list(schema))
-
-
-def scores_json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -1,9 +1,11 @@
 """Thin authenticated JSON handlers under /llmops-nb/api/ over the shared experiment store.
 
 Each verb parses and checks its parameters (400 with a message), calls one store
-query in a worker thread (the server's event loop never waits on the database), and
-writes JSON. Unknown ids are 404. Writes (feedback, alias moves) are POSTs, so
-Jupyter's XSRF check applies to cookie-authenticated browsers.
+query or service in a worker thread (the server's event loop never waits on the
+database), and writes JSON. One run or trace is served as its view
+(`llmops_nb.views`), the same data the notebook's panels show. Unknown ids are 404.
+Writes (feedback, alias moves) are POSTs, so Jupyter's XSRF check applies to
+cookie-authenticated browsers.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,6 +28,8 @@ from jupyter_server.utils import url_path_join
 
 from .. import config, prompting, tracing
 from ..errors import InvalidName, NotFound, StoreUnavailable
+from ..store import get_store
+from ..views.traces import MAX_COMMENT_CHARS
 from . import payloads as p
 
 T = TypeVar("T")
@@ -30,18 +37,14 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_METRICS_LIMIT = 10_000
+MAX_ID = 2**62  # ids and versions above this are unknown (and would overflow SQLite)
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,64}$")
+# Epoch milliseconds from year 1 to year 9999: anything outside is a typo, not a time.
+MIN_EPOCH_MS, MAX_EPOCH_MS = -62_135_596_800_000, 253_402_300_799_000
 
 
 class BadParam(Exception):
     """A query parameter or body field the caller must fix (HTTP 400)."""
-
-
-def _store() -> Any:
-    """The shared store, opened on the first request (never at server start)."""
-    from ..store import get_store
-
-    return get_store()
 
 
 def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -122,9 +125,13 @@ class BaseHandler(APIHandler):
         if raw is None:
             return None
         try:
-            return int(float(raw) * 1_000_000)
+            ms = float(raw)
         except ValueError:
             pass
+        else:
+            if not (math.isfinite(ms) and MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS):
+                raise BadParam(f"{name} must be a time between the years 1 and 9999, got {raw!r}")
+            return int(ms * 1_000_000)
         try:
             when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
@@ -133,7 +140,10 @@ class BaseHandler(APIHandler):
             ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        return int(when.timestamp() * 1e9)
+        try:
+            return int(when.timestamp() * 1e9)
+        except (OverflowError, ValueError):
+            raise BadParam(f"{name} is out of range: {raw!r}") from None
 
     def body(self) -> dict[str, Any]:
         try:
@@ -147,9 +157,12 @@ class BaseHandler(APIHandler):
 
 def _int_id(kind: str, raw: str) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise BadParam(f"{kind} id must be an integer, got {raw!r}") from None
+    if not 0 <= value <= MAX_ID:
+        raise NotFound(f"no {kind} with id {value}")
+    return value
 
 
 # --- projects and changes --------------------------------------------------------------
@@ -160,7 +173,7 @@ class ProjectsHandler(BaseHandler):
     @api
     async def get(self) -> None:
         limit, offset = self.paging()
-        rows, total = await self.query(_store().project_page, limit, offset)
+        rows, total = await self.query(get_store().project_page, limit, offset)
         items = [p.row(r) for r in rows]
         self.reply(p.page(items, total, limit, offset) | {"current": config.current_project()})
 
@@ -172,7 +185,7 @@ class ChangesHandler(BaseHandler):
     @api
     async def get(self) -> None:
         project = self.project()
-        marker = await self.query(_store().change_marker, project)
+        marker = await self.query(get_store().change_marker, project)
         self.reply({"project": project, "marker": marker})
 
 
@@ -180,7 +193,7 @@ class ChangesHandler(BaseHandler):
 
 
 def _prompt_page(project: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    store = _store()
+    store = get_store()
     if store.find_project_id(project) is None:
         return [], 0
     rows = store.list_prompts(project)
@@ -201,25 +214,24 @@ class PromptVersionsHandler(BaseHandler):
     @api
     async def get(self, name: str) -> None:
         project, (limit, offset) = self.project(), self.paging()
-        rows, total = await self.query(_store().prompt_versions_page, project, name, limit, offset)
+        rows, total = await self.query(
+            get_store().prompt_versions_page, project, name, limit, offset
+        )
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
 def _diff(project: str, name: str, a: int | None, b: int | None) -> dict[str, Any]:
-    store = _store()
-    if store.find_project_id(project) is None:
+    if get_store().find_project_id(project) is None:
         raise NotFound(f"unknown project {project!r}")
-    new = store.prompt_version(project, name, b)
-    old_number = a if a is not None else new.version - 1
-    if old_number < 1:
+    new = prompting.prompt(f"{name}@{b}" if b else name, project=project)
+    old = (
+        prompting.prompt(f"{name}@{a}", project=project)
+        if a is not None
+        else prompting.previous_version(new)
+    )
+    if old is None:
         return {"name": name, "from": None, "to": new.version, "diff": ""}
-    old = store.prompt_version(project, name, old_number)
-    return {
-        "name": name,
-        "from": old.version,
-        "to": new.version,
-        "diff": p.prompt_diff(project, name, old, new),
-    }
+    return {"name": name, "from": old.version, "to": new.version, "diff": new.diff(old)}
 
 
 class PromptDiffHandler(BaseHandler):
@@ -235,7 +247,7 @@ class PromptDiffHandler(BaseHandler):
 
 
 def _aliases(project: str, name: str) -> dict[str, Any]:
-    store = _store()
+    store = get_store()
     if store.find_project_id(project) is None:
         raise NotFound(f"unknown project {project!r}")
     return {
@@ -265,13 +277,13 @@ class PromptAliasesHandler(BaseHandler):
         alias = body.get("alias")
         version = body.get("version")
         if not body.get("rollback") and (
-            not isinstance(version, int) or isinstance(version, bool) or version < 1
+            not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_ID
         ):
-            raise BadParam("version must be a positive integer (or send rollback: true)")
+            raise BadParam(
+                "version must be a positive integer up to 2**62 (or send rollback: true)"
+            )
         target = None if body.get("rollback") else version
-        before, after = await self.query(
-            prompting.move_alias, name, alias, target, project=project
-        )
+        before, after = await self.query(prompting.move_alias, name, alias, target, project=project)
         self.reply({"name": name, "alias": alias, "from": before, "to": after})
 
 
@@ -283,21 +295,48 @@ class EvalRunsHandler(BaseHandler):
     @api
     async def get(self) -> None:
         project, (limit, offset) = self.project(), self.paging()
-        rows, total = await self.query(_store().eval_runs_page, project, limit, offset)
+        rows, total = await self.query(get_store().eval_runs_page, project, limit, offset)
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
+_VIEWS_KEPT = 64  # finished runs' views kept per server process
+_eval_views: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_eval_views_lock = threading.Lock()
+
+
+def _eval_view(run_id: int) -> dict[str, Any]:
+    """The run's view, computed once per finished run: its numbers no longer change, and
+    a 100,000-row summary must not tie up the server's threads on every poll."""
+    from ..evals.run import EvalRun
+    from ..views.evals import eval_view
+
+    store = get_store()
+    row = store.eval_run(run_id)
+    project = store.project_name(row.project_id)
+    run = EvalRun(row, project)
+    if run.status == "running":
+        return eval_view(run)
+    key = (store.url, run_id, run.status, run.finished_at, run.baseline_id)
+    with _eval_views_lock:
+        if key in _eval_views:
+            _eval_views.move_to_end(key)
+            return _eval_views[key]
+    view = eval_view(run)
+    with _eval_views_lock:
+        _eval_views[key] = view
+        while len(_eval_views) > _VIEWS_KEPT:
+            _eval_views.popitem(last=False)
+    return view
+
+
 class EvalRunHandler(BaseHandler):
-    """One run and its summary: a row per prompt x model (the heatmap's cells)."""
+    """One run as `views.evals.eval_view`: the heatmap's cells, thresholds, baseline, flags."""
 
     @tornado.web.authenticated
     @api
     async def get(self, run_id: str) -> None:
         rid = _int_id("eval run", run_id)
-        store = _store()
-        run = await self.query(store.eval_run, rid)
-        summary = await self.query(store.eval_summary, rid)
-        self.reply({"run": p.row(run), "summary": summary})
+        self.reply(await self.query(_eval_view, rid))
 
 
 class EvalResultsHandler(BaseHandler):
@@ -309,7 +348,7 @@ class EvalResultsHandler(BaseHandler):
         rid = _int_id("eval run", run_id)
         limit, offset = self.paging()
         rows, total = await self.query(
-            _store().eval_results_page,
+            get_store().eval_results_page,
             rid,
             limit,
             offset,
@@ -323,7 +362,7 @@ class EvalResultsHandler(BaseHandler):
 
 
 def _trace_page(project: str, limit: int, offset: int, **filters: Any) -> tuple[list[Any], int]:
-    store = _store()
+    store = get_store()
     if store.find_project_id(project) is None:
         return [], 0
     rows = store.list_traces(project, limit=limit, offset=offset, **filters)
@@ -356,14 +395,19 @@ def _check_trace_id(trace_id: str) -> str:
     return trace_id.lower()
 
 
+def _trace_view(trace_id: str) -> dict[str, Any]:
+    from ..views.traces import trace_view
+
+    return trace_view(tracing.get_trace(trace_id))
+
+
 class TraceHandler(BaseHandler):
-    """One trace with its span tree."""
+    """One trace as `views.traces.trace_view`: the span tree and its feedback."""
 
     @tornado.web.authenticated
     @api
     async def get(self, trace_id: str) -> None:
-        trace, spans = await self.query(_store().get_trace, _check_trace_id(trace_id))
-        self.reply(p.trace_summary(trace) | {"spans": p.span_tree(trace.start_ns, spans)})
+        self.reply(await self.query(_trace_view, _check_trace_id(trace_id)))
 
 
 class FeedbackHandler(BaseHandler):
@@ -379,6 +423,8 @@ class FeedbackHandler(BaseHandler):
         comment, span_id = body.get("comment"), body.get("span_id")
         if comment is not None and not isinstance(comment, str):
             raise BadParam("comment must be a string")
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise BadParam(f"comment must be at most {MAX_COMMENT_CHARS:,} characters")
         if span_id is not None and not isinstance(span_id, str):
             raise BadParam("span_id must be a string")
         await self.query(tracing.feedback, tid, score, comment, span_id=span_id)
@@ -394,7 +440,7 @@ class FinetunesHandler(BaseHandler):
     @api
     async def get(self) -> None:
         project, (limit, offset) = self.project(), self.paging()
-        rows, total = await self.query(_store().finetune_jobs_page, project, limit, offset)
+        rows, total = await self.query(get_store().finetune_jobs_page, project, limit, offset)
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
@@ -402,7 +448,7 @@ class FinetuneHandler(BaseHandler):
     @tornado.web.authenticated
     @api
     async def get(self, job_id: str) -> None:
-        job = await self.query(_store().finetune_job, _int_id("fine-tune job", job_id))
+        job = await self.query(get_store().finetune_job, _int_id("fine-tune job", job_id))
         self.reply(p.row(job))
 
 
@@ -414,7 +460,7 @@ class FinetuneMetricsHandler(BaseHandler):
     async def get(self, job_id: str) -> None:
         jid = _int_id("fine-tune job", job_id)
         limit, offset = self.paging(MAX_METRICS_LIMIT)
-        rows, total = await self.query(_store().finetune_metrics_page, jid, limit, offset)
+        rows, total = await self.query(get_store().finetune_metrics_page, jid, limit, offset)
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
@@ -423,7 +469,7 @@ class ModelsHandler(BaseHandler):
     @api
     async def get(self) -> None:
         project, (limit, offset) = self.project(), self.paging()
-        rows, total = await self.query(_store().models_page, project, limit, offset)
+        rows, total = await self.query(get_store().models_page, project, limit, offset)
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 

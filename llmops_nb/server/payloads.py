@@ -1,7 +1,9 @@
-"""Store rows -> JSON-ready dicts for the sidebar.
+"""Store rows -> JSON-ready dicts for the sidebar's lists.
 
-JavaScript numbers lose precision past 2**53, so nanosecond clocks leave as
-milliseconds. Model output stays a plain JSON string: the frontend renders it as text.
+A single run, trace or prompt version is served as its view (`llmops_nb.views`), the
+same data the notebook's panels render. JavaScript numbers lose precision past 2**53,
+so nanosecond clocks leave as milliseconds. Model output stays a plain JSON string:
+the frontend renders it as text.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-NS_PER_MS = 1_000_000
+from ..views.traces import NS_PER_MS
 
 
 def jsonable(value: Any) -> Any:
@@ -51,34 +53,6 @@ def trace_summary(t: Any) -> dict[str, Any]:
         "cost": t.cost,
         "notebook_path": t.notebook_path,
     }
-
-
-def span_tree(trace_start_ns: int, spans: list[Any]) -> list[dict[str, Any]]:
-    """Spans nested under their parents, siblings by start time; orphans become roots.
-
-    An orphan happens while the exporter has written a child before its parent.
-    """
-    nodes: dict[str, dict[str, Any]] = {}
-    for s in sorted(spans, key=lambda s: (s.start_ns, s.id)):
-        nodes[s.id] = {
-            "id": s.id,
-            "parent_id": s.parent_id,
-            "name": s.name,
-            "kind": s.kind,
-            "status": s.status,
-            "error": s.error,
-            "offset_ms": (s.start_ns - trace_start_ns) / NS_PER_MS,
-            "duration_ms": (s.end_ns - s.start_ns) / NS_PER_MS,
-            "inputs": jsonable(s.inputs),
-            "outputs": jsonable(s.outputs),
-            "attributes": jsonable(s.attributes or {}),
-            "children": [],
-        }
-    roots: list[dict[str, Any]] = []
-    for node in nodes.values():
-        parent = nodes.get(node["parent_id"] or "")
-        (parent["children"] if parent is not None else roots).append(node)
-    return roots
 
 
 def prompt_diff(project: str, name: str, old: Any, new: Any) -> str:

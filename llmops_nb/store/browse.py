@@ -1,14 +1,13 @@
 """Read queries for the JupyterLab sidebar: paginated pages the other mixins do not offer.
 
-Eval runs, fine-tunes and the model registry have no writer service of their own
-yet, so their reads live here. Every list returns (rows, total) so callers can page.
-Lookups never create a project: browsing must not write.
+Queries only (paging, filters): no summarising. An eval run's numbers come from
+`EvalRun.summary()` through `views.evals`, the same as in the notebook. Every list
+returns (rows, total) so callers can page. Lookups never create a project: browsing
+must not write.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import func
@@ -36,6 +35,14 @@ class BrowseQueries(StoreBase):
         if pid is not None:
             self._project_ids[name] = pid
         return pid
+
+    def project_name(self, project_id: int) -> str:
+        """The name of the project with this id."""
+        with self.session() as s:
+            name = s.exec(select(m.Project.name).where(m.Project.id == project_id)).first()
+        if name is None:
+            raise NotFound(f"no project with id {project_id}")
+        return name
 
     def project_page(self, limit: int, offset: int) -> Page:
         """Projects by name: name and creation time."""
@@ -124,35 +131,6 @@ class BrowseQueries(StoreBase):
             raise NotFound(f"no eval run with id {run_id}")
         return run
 
-    def eval_summary(self, run_id: int) -> list[dict[str, Any]]:
-        """One row per prompt x model: rows, errors, mean per scorer, pass rate, latency, cost."""
-        self.eval_run(run_id)
-        r = m.EvalResult
-        with self.session() as s:
-            rows = s.exec(
-                select(
-                    r.prompt_ref,
-                    r.model_label,
-                    r.scores,
-                    r.error,
-                    r.latency_ms,
-                    r.input_tokens,
-                    r.output_tokens,
-                    r.cost,
-                )
-                .where(r.run_id == run_id)
-                .order_by(r.prompt_ref, r.model_label)
-            ).all()
-        cells: dict[tuple[str, str], list[Any]] = {}
-        scorers: set[str] = set()
-        for row in rows:
-            cells.setdefault((row[0], row[1]), []).append(row)
-            scorers.update(row[2] or {})
-        return [
-            _summarize(prompt, model, group, sorted(scorers))
-            for (prompt, model), group in cells.items()
-        ]
-
     def eval_results_page(
         self,
         run_id: int,
@@ -223,60 +201,3 @@ def _page(s: Session, ordered: Any, query: Any, limit: int, offset: int) -> Page
     total = s.exec(select(func.count()).select_from(query.subquery())).one()
     rows = list(s.exec(ordered.offset(offset).limit(limit)))
     return rows, total
-
-
-def score_value(value: Any) -> float | None:
-    """A scorer's stored result as a number: bools, numbers, or a dict's score/value/pass."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        for key in ("score", "value", "passed", "pass"):
-            if key in value:
-                return score_value(value[key])
-    return None
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[i]
-
-
-def _summarize(prompt: str, model: str, group: list[Any], scorers: list[str]) -> dict[str, Any]:
-    """A heatmap cell. As in the eval service, a failed call scores 0 on every scorer."""
-    sums: dict[str, list[float]] = {}
-    errors = passed = 0
-    latencies: list[float] = []
-    tokens = 0
-    cost = 0.0
-    for _, _, scores, error, latency, tin, tout, c in group:
-        if error:
-            errors += 1
-            values: dict[str, float | None] = dict.fromkeys(scorers, 0.0)
-        else:
-            values = {k: score_value(v) for k, v in (scores or {}).items()}
-        for k, v in values.items():
-            if v is not None:
-                sums.setdefault(k, []).append(v)
-        if not error and values and all(v is not None and v >= 0.5 for v in values.values()):
-            passed += 1
-        if latency is not None:
-            latencies.append(latency)
-        tokens += (tin or 0) + (tout or 0)
-        cost += c or 0.0
-    latencies.sort()
-    return {
-        "prompt": prompt,
-        "model": model,
-        "rows": len(group),
-        "errors": errors,
-        "scores": {k: sum(v) / len(v) for k, v in sorted(sums.items())},
-        "pass_rate": passed / len(group) if group else None,
-        "latency_p50_ms": _quantile(latencies, 0.5),
-        "latency_p95_ms": _quantile(latencies, 0.95),
-        "tokens": tokens,
-        "cost": cost,
-    }

@@ -12,6 +12,8 @@ from . import models as m
 from .base import StoreBase
 from .models import utcnow
 
+MAX_VERSION = 2**62  # above any real version, below every database's integer limit
+
 
 class PromptQueries(StoreBase):
     def _prompt(self, s: Session, project: str, name: str, lock: bool = False) -> m.Prompt:
@@ -75,6 +77,8 @@ class PromptQueries(StoreBase):
         self, project: str, name: str, version: int | None = None
     ) -> m.PromptVersion:
         """One version (the latest when version is None)."""
+        if version is not None and not 1 <= version <= MAX_VERSION:
+            raise NotFound(f"prompt {name!r} has no version {version}")
         with self.session() as s:
             prompt = self._prompt(s, project, name)
             query = select(m.PromptVersion).where(m.PromptVersion.prompt_id == prompt.id)
@@ -90,13 +94,6 @@ class PromptQueries(StoreBase):
                     )
                 ).first()
                 raise NotFound(f"prompt {name!r} has no version {version} (latest is v{latest})")
-            return row
-
-    def prompt_version_by_id(self, version_id: int) -> m.PromptVersion:
-        with self.session() as s:
-            row = s.get(m.PromptVersion, version_id)
-            if row is None:
-                raise NotFound(f"no prompt version with id {version_id}")
             return row
 
     def prompt_versions(self, project: str, name: str) -> list[m.PromptVersion]:
@@ -234,6 +231,8 @@ class PromptQueries(StoreBase):
             )
         ).first()
         before = s.get(m.PromptVersion, row.version_id) if row else None
+        if action == "set" and before is not None and before.id == target.id:
+            return before.version, target.version  # not a move: nothing to log or undo
         if row is None:
             row = m.PromptAlias(prompt_id=prompt.id, alias=alias, version_id=target.id)
         row.version_id = target.id  # type: ignore[assignment]

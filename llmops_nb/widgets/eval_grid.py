@@ -1,161 +1,78 @@
 """The eval grid panel: a heatmap per scorer, pass rate, latency, tokens, cost, regression
-marks, and the rows of a clicked cell.
+marks, the rows of a clicked cell, and a row's trace.
 
-The widget view is `static/eval_grid.js`; it asks Python for a cell's rows by custom
-message. `eval_grid_html` is the static fallback (summary table and inline SVG
-heatmaps) that reports and non-widget frontends show. Every string is untrusted text.
+It renders `views.evals.eval_view` (the same data the sidebar serves). The widget view
+is `static/eval_grid.js`; it asks Python for a cell's rows, and for a row's trace, by
+custom message. `static_html` is the escaped fallback (summary table and inline SVG
+heatmaps) that reports, non-widget frontends and a reopened notebook show.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import math
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-from . import STATIC, stylesheet
+from ..views.evals import ROWS_PAGE, cell_rows, eval_view
+from ..views.evals import number as _num
+from . import esm, stylesheet
 
 if TYPE_CHECKING:
     from ..evals.run import EvalRun
 
-ROWS_PAGE = 50
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def grid_data(run: EvalRun, *, rows_per_cell: int = 0) -> dict[str, Any]:
-    """Everything the panel shows, as plain JSON-able data."""
-    from ..errors import LLMOpsError
-    from ..store import get_store
-
-    summary = run.summary()
-    flags: dict[tuple[str, str, str], dict[str, Any]] = {}
-    comparison_error = None
-    if run.baseline_id is not None:
-        try:
-            for row in run.compare().iter_rows(named=True):
-                flags[(row["prompt"], row["model"], row["scorer"])] = {
-                    k: (_num(v) if isinstance(v, float) else v)
-                    for k, v in row.items()
-                    if k not in ("prompt", "model", "scorer")
-                }
-        except LLMOpsError as exc:
-            comparison_error = str(exc)
-    cells = []
-    for row in summary.iter_rows(named=True):
-        cells.append(
-            {
-                "prompt": row["prompt"],
-                "model": row["model"],
-                "n": row["n"],
-                "errors": row["errors"],
-                "scores": {s: _num(row.get(s)) for s in run.scorers},
-                "pass_rate": _num(row["pass_rate"]),
-                "latency_p50_ms": _num(row["latency_p50_ms"]),
-                "latency_p95_ms": _num(row["latency_p95_ms"]),
-                "input_tokens": row["input_tokens"],
-                "output_tokens": row["output_tokens"],
-                "cost": _num(row["cost"]),
-                "cached": row["cached"],
-                "flags": {
-                    s: flags[(row["prompt"], row["model"], s)]
-                    for s in run.scorers
-                    if (row["prompt"], row["model"], s) in flags
-                },
-            }
-        )
-    data: dict[str, Any] = {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "project": run.project,
-        "n_cells": run.n_cells,
-        "done": get_store().eval_result_count(run.id),
-        "created": run.created_at.isoformat(timespec="seconds") if run.created_at else None,
-        "baseline_id": run.baseline_id,
-        "comparison_error": comparison_error,
-        "prompts": run.prompts,
-        "models": run.models,
-        "scorers": run.scorers,
-        "data": (run.spec.get("data") or {}),
-        "cells": cells,
-    }
-    if rows_per_cell:
-        data["rows"] = {
-            f"{c['prompt']}\x1f{c['model']}": cell_rows(run, c["prompt"], c["model"], rows_per_cell)
-            for c in cells
-        }
-    return data
-
-
-def cell_rows(
-    run: EvalRun, prompt: str, model: str, limit: int = ROWS_PAGE
-) -> list[dict[str, Any]]:
-    """The rows of one cell: input, expected, output, error, scores, reasons, trace."""
-    frame = run.cell_results(prompt, model, limit=limit)
-    out = []
-    for row in frame.iter_rows(named=True):
-        inputs = row.get("inputs")
-        out.append(
-            {
-                "row": row["row_index"],
-                "input": json.dumps(inputs, ensure_ascii=False, default=str)
-                if inputs is not None
-                else "",
-                "expected": row["expected"],
-                "output": row["output"],
-                "error": row["error"],
-                "passed": row["passed"],
-                "scores": {s: _num(row.get(s)) for s in run.scorers},
-                "reasons": {
-                    s: row.get(f"{s}_reason") for s in run.scorers if row.get(f"{s}_reason")
-                },
-                "latency_ms": _num(row["latency_ms"]),
-                "cached": row["cached"],
-                "trace_id": row["trace_id"],
-            }
-        )
-    return out
+__all__ = ["EvalGrid", "static_html", "summary_text"]
 
 
 class EvalGrid(anywidget.AnyWidget):
-    """A live view of one eval run (data from `grid_data`)."""
+    """A live view of one eval run (data from `views.evals.eval_view`)."""
 
-    _esm = STATIC / "eval_grid.js"
-    _css = stylesheet("panel.css", "eval_grid.css")
+    _esm = esm("trace_view.js", "eval_grid.js")
+    _css = stylesheet("panel.css", "eval_grid.css", "trace_viewer.css")
     data = traitlets.Dict().tag(sync=True)
 
     def __init__(self, run: EvalRun, **kwargs: Any) -> None:
-        super().__init__(data=grid_data(run), **kwargs)
+        super().__init__(data=eval_view(run), **kwargs)
         self._run = run
         self.on_msg(self._on_message)
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        """The JS asks for the rows of a clicked cell."""
-        if not isinstance(content, dict) or content.get("type") != "rows":
+        """The JS asks for the rows of a clicked cell, or for the trace of a row."""
+        if not isinstance(content, dict):
             return
-        prompt, model = str(content.get("prompt")), str(content.get("model"))
-        rows = cell_rows(self._run, prompt, model, ROWS_PAGE)
-        self.send({"type": "rows", "prompt": prompt, "model": model, "rows": rows})
+        if content.get("type") == "rows":
+            prompt, model = str(content.get("prompt")), str(content.get("model"))
+            rows = cell_rows(self._run, prompt, model, ROWS_PAGE)
+            self.send({"type": "rows", "prompt": prompt, "model": model, "rows": rows})
+        elif content.get("type") == "trace":
+            self.send(trace_message(content.get("trace_id")))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
         data = dict(data or {})
-        data["text/html"] = eval_grid_html(self.data)
+        data["text/html"] = static_html(self.data)
         data["text/plain"] = summary_text(self.data)
         return data, meta
+
+
+def trace_message(trace_id: Any) -> dict[str, Any]:
+    """The reply to a click on a row's trace: the trace view, or why there is none."""
+    from .. import tracing
+    from ..errors import LLMOpsError
+    from ..views.traces import trace_view
+
+    if not isinstance(trace_id, str) or not trace_id:
+        return {"type": "trace_error", "trace_id": None, "message": "this row has no trace"}
+    try:
+        return {
+            "type": "trace",
+            "trace_id": trace_id,
+            "trace": trace_view(tracing.get_trace(trace_id)),
+        }
+    except LLMOpsError as exc:
+        return {"type": "trace_error", "trace_id": trace_id, "message": str(exc)}
 
 
 # --- text and static HTML ---------------------------------------------------------------------
@@ -166,6 +83,19 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def pass_rule(data: dict[str, Any]) -> str:
+    """What pass rate counts: a row passes when every scorer reaches its threshold."""
+    thresholds = data.get("thresholds") or {}
+    if not thresholds:
+        return "no error"
+    return ", ".join(f"{s} ≥ {_fmt(t, 2)}" for s, t in thresholds.items())
+
+
+def baseline_label(data: dict[str, Any]) -> str:
+    name = data.get("baseline_name")
+    return f"{name} #{data.get('baseline_id')}" if name else f"#{data.get('baseline_id')}"
+
+
 def summary_text(data: dict[str, Any]) -> str:
     """The plain-text view: one line per cell."""
     head = (
@@ -173,8 +103,8 @@ def summary_text(data: dict[str, Any]) -> str:
         f"{data.get('done')}/{data.get('n_cells')} cells"
     )
     if data.get("baseline_id"):
-        head += f", baseline #{data['baseline_id']}"
-    lines = [head]
+        head += f", baseline {baseline_label(data)}"
+    lines = [head, f"  pass: {pass_rule(data)}"]
     for c in data.get("cells") or []:
         scores = " ".join(f"{s}={_fmt(v)}" for s, v in (c.get("scores") or {}).items())
         marks = [
@@ -185,6 +115,8 @@ def summary_text(data: dict[str, Any]) -> str:
             f"  {c['prompt']} x {c['model']}: {scores} pass={_fmt(c.get('pass_rate'))} "
             f"errors={c.get('errors')} p50={_fmt(c.get('latency_p50_ms'), 0)}ms"
         )
+        if c.get("cached"):
+            line += f" cached={c['cached']} (p50 {_fmt(c.get('cached_latency_p50_ms'), 0)}ms)"
         lines.append(line + (f"  [{'; '.join(marks)}]" if marks else ""))
     return "\n".join(lines)
 
@@ -257,14 +189,14 @@ def _short(text: str, n: int = 22) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def eval_grid_html(data: dict[str, Any]) -> str:
+def static_html(data: dict[str, Any]) -> str:
     """Self-contained, escaped HTML: header, SVG heatmaps, summary table, comparison."""
     css = stylesheet("panel.css", "eval_grid.css")
     scorers = list(data.get("scorers") or []) or ["pass_rate"]
     status = _e(data.get("status"))
     info = f"{_e(data.get('done'))}/{_e(data.get('n_cells'))} cells"
     if data.get("baseline_id"):
-        info += f" · baseline #{_e(data.get('baseline_id'))}"
+        info += f" · baseline {_e(baseline_label(data))}"
     source = data.get("data") or {}
     if source.get("name"):
         info += f" · data {_e(source.get('name'))} v{_e(source.get('version'))}"
@@ -290,13 +222,17 @@ def eval_grid_html(data: dict[str, Any]) -> str:
             f"<td>{_e(c['errors'])}</td>{''.join(tds)}<td>{_fmt(c.get('pass_rate'), 3)}</td>"
             f"<td>{_fmt(c.get('latency_p50_ms'), 0)}</td>"
             f"<td>{_fmt(c.get('latency_p95_ms'), 0)}</td>"
+            f"<td>{_e(c.get('cached'))} · {_fmt(c.get('cached_latency_p50_ms'), 0)}</td>"
             f"<td>{_e(c.get('input_tokens'))} / {_e(c.get('output_tokens'))}</td>"
             f"<td>{'–' if cost is None else f'${cost:.6f}'}</td></tr>"
         )
     table = (
         '<table class="lonb-table lonb-grid-summary"><tr><th>prompt</th><th>model</th><th>rows</th>'
         f"<th>errors</th>{header}<th>pass rate</th><th>p50 ms</th><th>p95 ms</th>"
+        "<th>cache hits · p50 ms</th>"
         f"<th>tokens in / out</th><th>cost</th></tr>{''.join(rows)}</table>"
+        f'<p class="lonb-muted lonb-pass-rule">pass rate: rows where {_e(pass_rule(data))}; '
+        "latency of real calls, cache hits apart</p>"
     )
     parts = [head, f'<div class="lonb-heatmaps">{maps}</div>', "<h4>Summary</h4>", table]
     flagged = [
@@ -304,7 +240,7 @@ def eval_grid_html(data: dict[str, Any]) -> str:
         if f.get("flag") in ("regression", "improvement")
     ]  # fmt: skip
     if data.get("baseline_id"):
-        parts.append(f"<h4>Against baseline #{_e(data['baseline_id'])}</h4>")
+        parts.append(f"<h4>Against baseline {_e(baseline_label(data))}</h4>")
         if data.get("comparison_error"):
             parts.append(f'<div class="lonb-error">{_e(data["comparison_error"])}</div>')
         elif not flagged:

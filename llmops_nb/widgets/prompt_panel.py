@@ -1,8 +1,9 @@
-"""The prompt panel: name, version, history, a highlighted diff, rendered messages, response.
+"""The prompt panel: name, version, template, history, a highlighted diff, rendered
+messages, response.
 
-The widget view is `static/prompt_panel.js`; `prompt_panel_html` is the static
-fallback that reports and non-widget frontends show. Both treat every string as
-untrusted text.
+It renders `views.prompts.prompt_view`. The widget view is `static/prompt_panel.js`;
+`static_html` is the escaped fallback that reports, non-widget frontends and a
+reopened notebook show. Both treat every string as untrusted text.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..views.prompts import header_model
 from . import STATIC, stylesheet
+
+__all__ = ["DiffView", "PromptPanel", "static_html", "summary_line"]
 
 
 class PromptPanel(anywidget.AnyWidget):
-    """A live view of one prompt version (data from `prompts.panel_data`)."""
+    """A live view of one prompt version (data from `views.prompts.prompt_view`)."""
 
     _esm = STATIC / "prompt_panel.js"
     _css = STATIC / "panel.css"
@@ -42,7 +46,7 @@ class PromptPanel(anywidget.AnyWidget):
         bundle = super()._repr_mimebundle_(**kwargs)
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
         data = dict(data or {})
-        data["text/html"] = prompt_panel_html(self.data)
+        data["text/html"] = static_html(self.data)
         data["text/plain"] = summary_line(self.data)
         return data, meta
 
@@ -103,8 +107,8 @@ def _response_html(response: dict[str, Any]) -> str:
     )
 
 
-def prompt_panel_html(data: dict[str, Any]) -> str:
-    """Self-contained, escaped HTML for one prompt version."""
+def static_html(data: dict[str, Any]) -> str:
+    """Self-contained, escaped HTML for one prompt version view."""
     css = stylesheet("panel.css")
     aliases = ", ".join(f"{a}→v{v}" for a, v in (data.get("aliases") or {}).items())
     status = data.get("status")
@@ -116,7 +120,7 @@ def prompt_panel_html(data: dict[str, Any]) -> str:
             if status
             else ""
         )
-        + f'<span class="lonb-muted"> {_e(data.get("model") or "no model")}'
+        + f'<span class="lonb-muted"> {_e(header_model(data))}'
         + (f" · aliases: {_e(aliases)}" if aliases else "")
         + f" · {_e((data.get('hash') or '')[:12])}</span></div>"
     )
@@ -127,7 +131,7 @@ def prompt_panel_html(data: dict[str, Any]) -> str:
         f"<td>{_e(h['created'])}</td><td>{_e(h['message'])}</td></tr>"
         for h in data.get("history") or []
     )
-    parts = [head]
+    parts = [head, f'<h4>Template</h4><pre class="lonb-template">{_e(data.get("template"))}</pre>']
     if data.get("messages"):
         parts.append(f"<h4>Rendered messages</h4>{_messages_html(data['messages'])}")
     if data.get("response"):

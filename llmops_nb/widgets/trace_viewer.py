@@ -1,9 +1,11 @@
 """The trace viewer: span tree, timing waterfall, inputs/outputs, tokens, cost, errors, feedback.
 
-The widget view is `static/trace_viewer.js`; thumbs up/down and a comment come back
-from it as an anywidget custom message and are stored as feedback. `trace_html` is the
-static fallback (in the mimebundle's text/html) that reports and frontends without
-widgets show. Both treat every value (model output above all) as untrusted text.
+It renders `views.traces.trace_view` (the same data as the sidebar's trace detail). The
+widget view is `static/trace_viewer.js`; thumbs up/down and a comment come back from
+it as an anywidget custom message and are stored as feedback. `static_html` is the
+escaped fallback (in the mimebundle's text/html) that reports, frontends without
+widgets and a reopened notebook show. Both treat every value (model output above all)
+as untrusted text.
 """
 
 from __future__ import annotations
@@ -15,24 +17,25 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from . import STATIC, stylesheet
+from ..views.traces import MAX_COMMENT_CHARS, flatten, trace_view
+from . import STATIC, esm, stylesheet
 
 if TYPE_CHECKING:
     from ..tracing import Trace
 
 
-__all__ = ["TraceViewer", "trace_html", "trace_view_data"]
+__all__ = ["TraceViewer", "static_html", "summary_line"]
 
 
 class TraceViewer(anywidget.AnyWidget):
-    """A live view of one trace; data from `trace_view_data`."""
+    """A live view of one trace; data from `views.traces.trace_view`."""
 
-    _esm = STATIC / "trace_viewer.js"
+    _esm = esm("trace_view.js", "trace_viewer.js")
     _css = STATIC / "trace_viewer.css"
     data = traitlets.Dict().tag(sync=True)
 
     def __init__(self, trace: Trace | dict[str, Any], **kwargs: Any) -> None:
-        data = trace if isinstance(trace, dict) else trace_view_data(trace)
+        data = trace if isinstance(trace, dict) else trace_view(trace)
         super().__init__(data=data, **kwargs)
         self.on_msg(self._on_message)
 
@@ -45,12 +48,13 @@ class TraceViewer(anywidget.AnyWidget):
     ) -> dict[str, Any]:
         """Store feedback on this trace and refresh the view (what the thumbs buttons do)."""
         from .. import tracing
-        from ..store import get_store
+        from ..errors import LLMOpsError
 
-        row = tracing.feedback(self.trace_id, score, comment, span_id=span_id)
-        rows = get_store().trace_feedback(self.trace_id)
-        self.data = {**self.data, "feedback": [_feedback_item(f) for f in rows]}
-        return _feedback_item(row)
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise LLMOpsError(f"a feedback comment is at most {MAX_COMMENT_CHARS:,} characters")
+        tracing.feedback(self.trace_id, score, comment, span_id=span_id)
+        self.data = trace_view(tracing.get_trace(self.trace_id))
+        return self.data["feedback"][-1]  # type: ignore[no-any-return]
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "feedback":
@@ -73,89 +77,9 @@ class TraceViewer(anywidget.AnyWidget):
         bundle = super()._repr_mimebundle_(**kwargs)
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
         data = dict(data or {})
-        data["text/html"] = trace_html(self.data)
+        data["text/html"] = static_html(self.data)
         data["text/plain"] = summary_line(self.data)
         return data, meta
-
-
-# --- the data the view shows ------------------------------------------------------------
-
-
-def _feedback_item(f: Any) -> dict[str, Any]:
-    created = getattr(f, "created_at", None)
-    return {
-        "score": f.score,
-        "comment": f.comment,
-        "author": f.author,
-        "span_id": f.span_id,
-        "created_at": created.isoformat() if hasattr(created, "isoformat") else created,
-    }
-
-
-def _tree_order(spans: list[Any]) -> list[tuple[Any, int]]:
-    """Spans depth-first (children by start time), each with its depth."""
-    ids = {s.id for s in spans}
-    children: dict[str | None, list[Any]] = {}
-    for s in spans:
-        children.setdefault(s.parent_id if s.parent_id in ids else None, []).append(s)
-    for group in children.values():
-        group.sort(key=lambda s: (s.start_ns, s.id))
-    out: list[tuple[Any, int]] = []
-    stack = [(s, 0) for s in reversed(children.get(None, []))]
-    seen: set[str] = set()
-    while stack:
-        s, depth = stack.pop()
-        if s.id in seen:
-            continue
-        seen.add(s.id)
-        out.append((s, depth))
-        stack.extend((c, depth + 1) for c in reversed(children.get(s.id, [])))
-    return out
-
-
-def trace_view_data(trace: Trace) -> dict[str, Any]:
-    """The trace as a JSON-safe dict: header totals and the spans in tree order."""
-    start = trace.start_ns
-    total_ms = max(trace.latency_ms, 1e-6)
-    spans = []
-    for s, depth in _tree_order(trace.spans):
-        attrs = s.attributes or {}
-        spans.append(
-            {
-                "id": s.id,
-                "parent_id": s.parent_id,
-                "name": s.name,
-                "kind": s.kind,
-                "status": s.status,
-                "error": s.error,
-                "depth": depth,
-                "offset_ms": (s.start_ns - start) / 1e6,
-                "duration_ms": s.latency_ms,
-                "model": attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model"),
-                "input_tokens": attrs.get("gen_ai.usage.input_tokens"),
-                "output_tokens": attrs.get("gen_ai.usage.output_tokens"),
-                "cost": attrs.get("llmops.cost"),
-                "inputs": s.inputs,
-                "outputs": s.outputs,
-                "attributes": attrs,
-            }
-        )
-    return {
-        "id": trace.id,
-        "name": trace.name,
-        "status": trace.status,
-        "error": trace.error,
-        "start": trace.start.isoformat(),
-        "latency_ms": trace.latency_ms,
-        "total_ms": total_ms,
-        "n_spans": len(trace.spans),
-        "input_tokens": trace.input_tokens,
-        "output_tokens": trace.output_tokens,
-        "cost": trace.cost,
-        "notebook_path": trace.notebook_path,
-        "spans": spans,
-        "feedback": list(trace.feedback),
-    }
 
 
 # --- static HTML fallback ---------------------------------------------------------------
@@ -180,7 +104,7 @@ def summary_line(data: dict[str, Any]) -> str:
     parts = [
         f"trace {data.get('name')!s} {data.get('id')!s}",
         str(data.get("status")),
-        _fmt_ms(data.get("latency_ms")),
+        _fmt_ms(data.get("duration_ms")),
         f"{data.get('n_spans', 0)} spans",
         f"{(data.get('input_tokens') or 0) + (data.get('output_tokens') or 0)} tokens",
     ]
@@ -218,17 +142,21 @@ def _message_html(message: Any) -> str:
     )
 
 
-def trace_html(trace: Trace | dict[str, Any]) -> str:
-    """Self-contained, escaped HTML for one trace (no script, no external resources)."""
-    data = trace if isinstance(trace, dict) else trace_view_data(trace)
+def static_html(data: dict[str, Any]) -> str:
+    """Self-contained, escaped HTML for one trace view (no script, no external resources)."""
     css = stylesheet("trace_viewer.css")
-    total = float(data.get("total_ms") or data.get("latency_ms") or 1e-6) or 1e-6
+    spans = list(flatten(data.get("spans") or []))
+    total = max(
+        [float(data.get("duration_ms") or 0)]
+        + [float(s.get("offset_ms") or 0) + float(s.get("duration_ms") or 0) for s in spans]
+        + [1e-6]
+    )
     status = str(data.get("status") or "ok")
     tokens = f"{data.get('input_tokens') or 0} in / {data.get('output_tokens') or 0} out tokens"
     stats = " · ".join(
         p
         for p in (
-            _fmt_ms(data.get("latency_ms")),
+            _fmt_ms(data.get("duration_ms")),
             f"{data.get('n_spans', 0)} spans",
             tokens,
             _fmt_cost(data.get("cost")),
@@ -246,7 +174,7 @@ def trace_html(trace: Trace | dict[str, Any]) -> str:
     if data.get("error"):
         parts.append(f'<div class="lotv-error">{_e(data["error"])}</div>')
     rows = []
-    for s in data.get("spans") or []:
+    for s in spans:
         left = max(0.0, min(100.0, 100.0 * float(s.get("offset_ms") or 0) / total))
         width = max(0.3, min(100.0 - left, 100.0 * float(s.get("duration_ms") or 0) / total))
         err = s.get("status") == "error"
@@ -270,7 +198,6 @@ def trace_html(trace: Trace | dict[str, Any]) -> str:
         '<table class="lotv-table"><tr><th>span</th><th>kind</th><th>timeline</th>'
         f"<th>duration</th><th>tokens in/out</th><th>cost</th></tr>{''.join(rows)}</table>"
     )
-    spans = data.get("spans") or []
     first = next((s for s in spans if s.get("status") == "error"), None) or next(
         (s for s in spans if s.get("kind") == "llm"), None
     )
@@ -300,7 +227,8 @@ def trace_html(trace: Trace | dict[str, Any]) -> str:
     feedback = data.get("feedback") or []
     if feedback:
         items = "".join(
-            f"<li>{'👍' if f.get('score', 0) > 0 else '👎'} {_e(f.get('comment') or '')} "
+            f'<li><span class="lotv-fb-{"up" if f.get("score", 0) > 0 else "down"}">'
+            f"{'▲ good' if f.get('score', 0) > 0 else '▼ bad'}</span> {_e(f.get('comment') or '')} "
             f'<span class="lotv-muted">{_e(f.get("author"))}</span></li>'
             for f in feedback
         )

@@ -1,11 +1,6 @@
-// Eval grid panel view. Every value from Python is untrusted text: only textContent, never innerHTML.
-
-function h(tag, cls, text) {
-  const el = document.createElement(tag);
-  if (cls) el.className = cls;
-  if (text !== undefined && text !== null) el.textContent = String(text);
-  return el;
-}
+// Eval grid panel view, drawn from `views.evals.eval_view` data. Python joins
+// trace_view.js (h, drawTrace...) in front, so a row's trace opens in the panel.
+// Every value from Python is untrusted text: only textContent, never innerHTML.
 
 function fmt(v, digits = 2) {
   return v === null || v === undefined || Number.isNaN(Number(v)) ? "–" : Number(v).toFixed(digits);
@@ -56,7 +51,7 @@ function heatmap(d, scorer, selected, onPick) {
 function summaryTable(d, onPick) {
   const table = h("table", "lonb-table lonb-grid-summary");
   const head = h("tr");
-  const cols = ["prompt", "model", "rows", "errors", ...(d.scorers || []), "pass rate", "p50 ms", "p95 ms", "tokens in / out", "cost"];
+  const cols = ["prompt", "model", "rows", "errors", ...(d.scorers || []), "pass rate", "p50 ms", "p95 ms", "cache hits · p50 ms", "tokens in / out", "cost"];
   for (const c of cols) head.appendChild(h("th", "", c));
   table.appendChild(head);
   for (const c of d.cells || []) {
@@ -70,6 +65,7 @@ function summaryTable(d, onPick) {
     tr.appendChild(h("td", "", fmt(c.pass_rate, 3)));
     tr.appendChild(h("td", "", fmt(c.latency_p50_ms, 0)));
     tr.appendChild(h("td", "", fmt(c.latency_p95_ms, 0)));
+    tr.appendChild(h("td", "", `${c.cached ?? 0} · ${fmt(c.cached_latency_p50_ms, 0)}`));
     tr.appendChild(h("td", "", `${c.input_tokens ?? 0} / ${c.output_tokens ?? 0}`));
     tr.appendChild(h("td", "", c.cost === null || c.cost === undefined ? "–" : `$${Number(c.cost).toFixed(6)}`));
     table.appendChild(tr);
@@ -77,10 +73,20 @@ function summaryTable(d, onPick) {
   return table;
 }
 
+// What pass rate counts, shown beside it: every scorer at its threshold.
+function passRule(d) {
+  const t = Object.entries(d.thresholds || {});
+  return t.length ? t.map(([s, v]) => `${s} ≥ ${fmt(v)}`).join(", ") : "no error";
+}
+
+function baselineLabel(d) {
+  return d.baseline_name ? `${d.baseline_name} #${d.baseline_id}` : `#${d.baseline_id}`;
+}
+
 function flagsList(d) {
   const box = h("div");
   if (!d.baseline_id) return box;
-  box.appendChild(h("h4", "", `Against baseline #${d.baseline_id}`));
+  box.appendChild(h("h4", "", `Against baseline ${baselineLabel(d)}`));
   if (d.comparison_error) { box.appendChild(h("div", "lonb-error", d.comparison_error)); return box; }
   const ul = h("ul");
   for (const c of d.cells || []) {
@@ -96,7 +102,7 @@ function flagsList(d) {
   return box;
 }
 
-function rowsView(d, selected) {
+function rowsView(d, selected, onTrace) {
   const box = h("div", "lonb-rows");
   box.appendChild(h("h4", "", `Rows: ${selected.prompt} × ${selected.model}`));
   if (!selected.rows) { box.appendChild(h("p", "lonb-muted", "loading…")); return box; }
@@ -124,9 +130,11 @@ function rowsView(d, selected) {
     tr.appendChild(h("td", "", r.latency_ms === null ? "–" : `${fmt(r.latency_ms, 0)} ms${r.cached ? " (cached)" : ""}`));
     const tc = h("td");
     if (r.trace_id) {
-      const code = h("code", "lonb-trace", `%trace ${r.trace_id}`);
-      code.title = "run this in a cell to open the trace viewer";
-      tc.appendChild(code);
+      const link = h("a", "lonb-trace", String(r.trace_id).slice(0, 12));
+      link.href = `#trace-${r.trace_id}`;
+      link.title = "open the trace viewer";
+      link.addEventListener("click", (event) => { event.preventDefault(); onTrace(r.trace_id); });
+      tc.appendChild(link);
     }
     tr.appendChild(tc);
     table.appendChild(tr);
@@ -135,10 +143,33 @@ function rowsView(d, selected) {
   return box;
 }
 
+function traceBox(opened, redraw) {
+  const box = h("div", "lonb-trace-box");
+  const bar = h("div", "lonb-head");
+  bar.appendChild(h("span", "lonb-title", `Trace ${String(opened.id).slice(0, 12)}`));
+  const close = h("button", "", "Close");
+  close.addEventListener("click", () => redraw(null));
+  bar.appendChild(close);
+  box.appendChild(bar);
+  if (opened.error) { box.appendChild(h("div", "lonb-error", opened.error)); return box; }
+  if (!opened.trace) { box.appendChild(h("p", "lonb-muted", "loading…")); return box; }
+  const panel = h("div", "lotv-panel");
+  drawTrace(panel, opened.trace, opened.state, () => redraw(opened));
+  box.appendChild(panel);
+  return box;
+}
+
 function render({ model, el }) {
   let selected = null;
+  let opened = null; // the row trace shown: {id, trace, error, state}
   const root = h("div", "lonb-panel lonb-eval-grid");
   el.appendChild(root);
+
+  function openTrace(traceId) {
+    opened = { id: traceId, trace: null, error: null, state: { selected: null } };
+    model.send({ type: "trace", trace_id: traceId });
+    draw();
+  }
 
   function pick(prompt, modelLabel) {
     selected = { prompt, model: modelLabel, rows: null };
@@ -154,7 +185,7 @@ function render({ model, el }) {
     head.appendChild(h("span", "lonb-badge", `#${d.id}`));
     head.appendChild(h("span", `lonb-status lonb-status-${String(d.status).replace(/[^a-z]/g, "")}`, d.status));
     const dataInfo = d.data && d.data.name ? ` · data ${d.data.name} v${d.data.version ?? "?"}` : "";
-    head.appendChild(h("span", "lonb-muted", ` ${d.done}/${d.n_cells} cells${d.baseline_id ? " · baseline #" + d.baseline_id : ""}${dataInfo}`));
+    head.appendChild(h("span", "lonb-muted", ` ${d.done}/${d.n_cells} cells${d.baseline_id ? " · baseline " + baselineLabel(d) : ""}${dataInfo}`));
     root.appendChild(head);
     const maps = h("div", "lonb-heatmaps");
     const scorers = (d.scorers || []).length ? d.scorers : ["pass_rate"];
@@ -162,15 +193,21 @@ function render({ model, el }) {
     root.appendChild(maps);
     root.appendChild(h("h4", "", "Summary"));
     root.appendChild(summaryTable(d, pick));
+    root.appendChild(h("p", "lonb-muted lonb-pass-rule", `pass rate: rows where ${passRule(d)}; latency of real calls, cache hits apart`));
     root.appendChild(flagsList(d));
-    if (selected) root.appendChild(rowsView(d, selected));
+    if (selected) root.appendChild(rowsView(d, selected, openTrace));
     else root.appendChild(h("p", "lonb-muted", "click a cell to see its rows"));
+    if (opened) root.appendChild(traceBox(opened, (next) => { opened = next; draw(); }));
   }
 
   model.on("change:data", draw);
   model.on("msg:custom", (msg) => {
     if (msg && msg.type === "rows" && selected && msg.prompt === selected.prompt && msg.model === selected.model) {
       selected.rows = msg.rows || [];
+      draw();
+    } else if (msg && (msg.type === "trace" || msg.type === "trace_error") && opened && msg.trace_id === opened.id) {
+      opened.trace = msg.trace || null;
+      opened.error = msg.type === "trace_error" ? String(msg.message || "no trace") : null;
       draw();
     }
   });

@@ -84,19 +84,20 @@ function render({ model, el }) {
     if (d.status) head.appendChild(h("span", `lonb-status lonb-status-${d.status}`, d.status));
     const aliases = Object.entries(d.aliases || {}).map(([a, v]) => `${a}→v${v}`).join(", ");
     head.appendChild(
-      h("span", "lonb-muted", ` ${d.model || "no model"}${aliases ? " · aliases: " + aliases : ""} · ${(d.hash || "").slice(0, 12)}`),
+      h("span", "lonb-muted", ` ${d.called_model || d.model || "no model"}${aliases ? " · aliases: " + aliases : ""} · ${(d.hash || "").slice(0, 12)}`),
     );
     root.appendChild(head);
     if (d.description) root.appendChild(h("div", "lonb-muted", d.description));
 
     // [key, label, view]
     const tabs = [];
+    tabs.push(["template", "Template", () => h("pre", "lonb-template", d.template || "")]);
     if ((d.messages || []).length) tabs.push(["messages", "Messages", () => messagesView(d.messages)]);
     if (d.response) tabs.push(["response", "Response", () => responseView(d.response)]);
     const against = compareDiff ? compareDiff.against : d.previous;
     tabs.push(["diff", against ? `Diff vs v${against}` : "Diff", () => diffView(compareDiff ? compareDiff.diff : d.diff)]);
     tabs.push(["history", "History", () => historyView(d, (v) => model.send({ type: "diff", against: v }))]);
-    if (!tab || !tabs.some(([k]) => k === tab)) tab = tabs[0][0];
+    if (!tab || !tabs.some(([k]) => k === tab)) tab = (tabs.find(([k]) => k === "messages" || k === "response") || tabs[0])[0];
 
     const bar = h("div", "lonb-tabs");
     for (const [key, label] of tabs) {
