@@ -32,3 +32,10 @@ class MissingVariable(LLMOpsError, KeyError):
 
 class StoreUnavailable(LLMOpsError, ConnectionError):
     """The experiment store cannot be opened or reached."""
+
+    kind: str = "store"
+    """What failed: 'connection' (lost or refused), 'lock' (contention), 'timeout', 'store'."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The store is reachable, but another connection held a lock longer than allowed."""

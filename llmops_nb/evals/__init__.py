@@ -9,7 +9,8 @@ from typing import Any
 
 from .run import EvalRun
 from .scorers import Score, ScorerError, UnknownScorer, scorer
-from .spec import EvalSpec, EvalSpecError, model_specs, parse_spec, prompt_specs, scorer_specs
+from .load import parse_spec
+from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs
 
 __all__ = [
     "EvalRun",
