@@ -38,8 +38,10 @@ def pg_ctl(server: pgserver.PgServer, action: str) -> None:
     if action == "start":
         opts = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.datadir} -c fsync=off"
         cmd += ["-o", opts, "-l", f"{server.datadir}/server.log", "start"]
+    elif action == "restart":  # fast: every open connection is dropped
+        cmd += ["-m", "fast", "-l", f"{server.datadir}/server.log", "restart"]
     else:
-        cmd += ["-m", "fast", action]  # fast: every open connection is dropped
+        cmd += ["-m", "fast", action]
     pgserver._run(server, cmd)
 
 

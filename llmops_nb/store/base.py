@@ -62,7 +62,8 @@ class StoreBase:
             self._migrate()
         except StoreUnavailable as exc:
             raise StoreUnavailable(
-                f"{exc}. "
+                f"cannot open the experiment store at {self.masked_url}: "
+                f"{getattr(exc, 'reason', exc)}. "
                 "Check LLMOPS_NB_STORE (or LLMOPS_NB_HOME for the default SQLite file)."
             ) from None
         except Exception as exc:
@@ -151,7 +152,7 @@ class StoreBase:
             error = StoreUnavailable(
                 f"the experiment store at {self.masked_url} cannot be reached: {reason}"
             )
-        error.kind = kind
+        error.kind, error.reason = kind, reason
         return error
 
     def _current_revision(self) -> str | None:
