@@ -87,7 +87,7 @@ def grid(srv: OpenAIServer, n: int, name: str, **kwargs: Any) -> lo.EvalRun:
 def test_postgres_restart_mid_grid_loses_no_result(
     cluster: pgserver.PgServer, fault_pg: str
 ) -> None:
-    n = 600
+    n = 300
     restarted = threading.Event()
 
     def restart_when_results_arrive() -> None:
@@ -102,7 +102,7 @@ def test_postgres_restart_mid_grid_loses_no_result(
         pg_ctl(cluster, "restart")
         restarted.set()
 
-    with serve(latency_ms=40, reply=reply) as srv:
+    with serve(latency_ms=20, reply=reply) as srv:
         restarter = threading.Thread(target=restart_when_results_arrive)
         restarter.start()
         run = grid(srv, n, "pgr")
