@@ -65,9 +65,6 @@ class DatasetVersion:
 
         return pl.read_parquet(io.BytesIO(self._data))
 
-    def to_polars(self) -> pl.DataFrame:
-        return self.df
-
     def describe(self) -> str:
         status = "created" if self.created else "unchanged"
         return f"{status}: dataset {self.name} v{self.version} ({self.n_rows} rows)"

@@ -139,10 +139,10 @@ def test_unbalanced_quotes_on_a_magic_line_are_one_clear_error() -> None:
     try:
         with pytest.raises(UsageError) as info:
             shell.run_line_magic("prompt", "show 'p")
-        assert str(info.value) == "cannot parse the magic line \"show 'p\": No closing quotation"
+        assert str(info.value) == 'cannot parse the magic line "show \'p": No closing quotation'
         with pytest.raises(UsageError) as info:
             shell.run_cell_magic("eval", "'x", "prompts: [q]\ndata: d.csv\n")
-        assert str(info.value) == "cannot parse the magic line \"'x\": No closing quotation"
+        assert str(info.value) == 'cannot parse the magic line "\'x": No closing quotation'
     finally:
         shell.run_line_magic("unload_ext", "llmops_nb")
 

@@ -112,7 +112,9 @@ def test_a_bad_static_regex_or_threshold_fails_when_the_scorer_is_built() -> Non
     )
     with pytest.raises(ScorerError) as info:
         build_scorer("contains", {"value": "x", "threshold": "high"})
-    assert str(info.value) == "scorer 'contains': threshold must be a number such as 0.8, not 'high'"
+    assert (
+        str(info.value) == "scorer 'contains': threshold must be a number such as 0.8, not 'high'"
+    )
     assert build_scorer("contains", {"value": "x", "threshold": "0.5"}).threshold == 0.5
 
 

@@ -180,7 +180,9 @@ def test_fresh_database_has_exactly_the_expected_tables_and_columns(store_url: s
     actual = {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()}
     assert actual == EXPECTED_SCHEMA
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        )
 
 
 def test_lookup_indexes_exist(store_url: str) -> None:

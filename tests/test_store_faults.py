@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pgserver
 import polars as pl
 import pytest
 from sqlalchemy import create_engine, text
 
 import llmops_nb as lo
-import pgserver
 from llmops_nb.errors import StoreBusy, StoreUnavailable
 from llmops_nb.evals.runner import EvalIncomplete
 from llmops_nb.store import base, get_store

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .load import parse_spec
 from .run import EvalRun
 from .scorers import Score, ScorerError, UnknownScorer, scorer
-from .load import parse_spec
 from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs
 
 __all__ = [

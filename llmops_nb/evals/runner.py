@@ -18,8 +18,8 @@ import asyncio
 import datetime as dt
 import decimal
 import hashlib
-import json
 import html
+import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -256,9 +256,7 @@ def _check_baseline(baseline: Any) -> None:
         or config.NAME_PATTERN.match(baseline)
     ):
         return
-    raise EvalSpecError(
-        f"baseline must be 'latest', a run id or a run name, not {baseline!r}"
-    )
+    raise EvalSpecError(f"baseline must be 'latest', a run id or a run name, not {baseline!r}")
 
 
 def _grid_prompt(
@@ -773,4 +771,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     return str(value)
-

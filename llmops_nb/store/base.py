@@ -311,7 +311,14 @@ def _error_kind(exc: BaseException, is_disconnect: bool, is_sqlite: bool) -> str
     name = type(exc).__name__
     module = type(exc).__module__
     if is_sqlite:
-        broken = ("unable to open", "disk i/o", "readonly", "malformed", "disk is full", "not a database")
+        broken = (
+            "unable to open",
+            "disk i/o",
+            "readonly",
+            "malformed",
+            "disk is full",
+            "not a database",
+        )
         return "store" if any(word in msg for word in broken) else None
     if module.startswith("psycopg") and (
         isinstance(exc, _psycopg_errors()) or name in ("OperationalError", "InterfaceError")

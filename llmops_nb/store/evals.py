@@ -245,9 +245,9 @@ class EvalQueries(StoreBase):
             if model_label is not None:
                 query = query.where(t.c.model_label == model_label)
             with self.session() as s:
-                rows = s.connection().execute(
-                    query.order_by(t.c.row_index, t.c.id).limit(limit)
-                ).all()
+                rows = (
+                    s.connection().execute(query.order_by(t.c.row_index, t.c.id).limit(limit)).all()
+                )
             if rows:
                 yield [tuple(r) for r in rows]
             return
