@@ -33,13 +33,11 @@ def cluster() -> Iterator[pgserver.PgServer]:
 
 
 def pg_ctl(server: pgserver.PgServer, action: str) -> None:
-    """restart (keeps its options), stop, or start with the options pgserver gave it."""
+    """stop (fast: drops every open connection), or start with pgserver's options."""
     cmd = [f"{server.bindir}/pg_ctl", "-D", server.datadir, "-w"]
     if action == "start":
         opts = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.datadir} -c fsync=off"
         cmd += ["-o", opts, "-l", f"{server.datadir}/server.log", "start"]
-    elif action == "restart":  # fast: every open connection is dropped
-        cmd += ["-m", "fast", "-l", f"{server.datadir}/server.log", "restart"]
     else:
         cmd += ["-m", "fast", action]
     pgserver._run(server, cmd)
@@ -69,7 +67,7 @@ def reply(body: dict[str, Any]) -> str:
     return "answer " + " ".join(str(m.get("content")) for m in body.get("messages", []))
 
 
-def grid(srv: OpenAIServer, n: int, name: str, **kwargs: Any) -> lo.EvalRun:
+def grid(srv: OpenAIServer, n: int, name: str, concurrency: int = 8, **kwargs: Any) -> lo.EvalRun:
     lo.register_prompt("q", "user:\nQuestion {{i}}?")
     return lo.evaluate(
         ["q"],
@@ -77,7 +75,7 @@ def grid(srv: OpenAIServer, n: int, name: str, **kwargs: Any) -> lo.EvalRun:
         pl.DataFrame({"i": list(range(n))}),
         [{"contains": {"value": "Question"}}],
         name=name,
-        concurrency=8,
+        concurrency=concurrency,
         cache=False,
         progress=False,
         **kwargs,
@@ -99,13 +97,15 @@ def test_postgres_restart_mid_grid_loses_no_result(
             except Exception:
                 pass
             time.sleep(0.02)
-        pg_ctl(cluster, "restart")
+        pg_ctl(cluster, "stop")  # fast: every open connection is dropped
+        time.sleep(1.0)  # cells keep finishing and the writer keeps trying meanwhile
+        pg_ctl(cluster, "start")
         restarted.set()
 
-    with serve(latency_ms=20, reply=reply) as srv:
+    with serve(latency_ms=50, reply=reply) as srv:
         restarter = threading.Thread(target=restart_when_results_arrive)
         restarter.start()
-        run = grid(srv, n, "pgr")
+        run = grid(srv, n, "pgr", concurrency=4)
         restarter.join()
     assert restarted.is_set()
     assert run.status == "done"

@@ -53,7 +53,7 @@ class StoreBase:
         self.url = url
         self.masked_url = mask_url(url)
         self.is_sqlite = url.startswith("sqlite")
-        self._outage_noticed = 0.0
+        self._wait_noticed = 0.0
         try:
             self.engine = self._make_engine(immediate=False)
             # SQLite writers take the write lock at BEGIN, so a read never has to be
@@ -241,16 +241,17 @@ class StoreBase:
                     final = type(exc)(f"{exc} (gave up after {waited:.1f} s)")
                     final.kind = exc.kind
                     raise final from None
-                if exc.kind == "connection":
-                    self._notice_outage(exc, budget)
+                if waited >= 1.0:
+                    self._notice_wait(exc, budget)
             pause = min(1.0, 0.005 * 2 ** min(attempt, 8)) * (0.5 + random.random())
             time.sleep(max(0.0, min(pause, budget - (time.monotonic() - start))))
 
-    def _notice_outage(self, exc: StoreUnavailable, budget: float) -> None:
-        """One line on stderr (at most every 10 s) while writes wait for the store to return."""
+    def _notice_wait(self, exc: StoreUnavailable, budget: float) -> None:
+        """One line on stderr (at most every 10 s) while a write waits for the store to come
+        back or a lock to be released, so no wait is silent."""
         now = time.monotonic()
-        if now - self._outage_noticed > 10.0:
-            self._outage_noticed = now
+        if now - self._wait_noticed > 10.0:
+            self._wait_noticed = now
             print(f"{exc}: retrying for up to {budget:g} s", file=sys.stderr)
 
     def close(self) -> None:
