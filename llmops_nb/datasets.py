@@ -65,9 +65,6 @@ class DatasetVersion:
 
         return pl.read_parquet(io.BytesIO(self._data))
 
-    def to_polars(self) -> pl.DataFrame:
-        return self.df
-
     def describe(self) -> str:
         status = "created" if self.created else "unchanged"
         return f"{status}: dataset {self.name} v{self.version} ({self.n_rows} rows)"
@@ -265,6 +262,8 @@ def read_path(path: Path) -> pl.DataFrame:
         )
     if not path.is_file():
         raise DatasetError(f"cannot read {str(path)!r}: no such file")
+    if suffix != ".parquet":
+        _check_text(path, suffix)
     try:
         if suffix in (".csv", ".tsv"):
             return pl.read_csv(
@@ -278,3 +277,24 @@ def read_path(path: Path) -> pl.DataFrame:
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetError(f"cannot read {str(path)!r}: {reason}") from None
+
+
+def _check_text(path: Path, suffix: str) -> None:
+    """A text format must hold text: binary bytes are refused by name, instead of being
+    parsed into an empty or garbled table."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        head.decode("utf-8")
+        binary = b"\x00" in head
+    except UnicodeDecodeError as exc:
+        binary = exc.start < len(head) - 4  # not just a character cut at the block's end
+    if binary:
+        kind = suffix.lstrip(".").upper()
+        raise DatasetError(
+            f"cannot read {str(path)!r}: it is not a {kind} file (binary content, not "
+            "UTF-8 text); give a text file, or a .parquet file for binary tables"
+        )

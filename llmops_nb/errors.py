@@ -33,6 +33,13 @@ class MissingVariable(LLMOpsError, KeyError):
 class StoreUnavailable(LLMOpsError, ConnectionError):
     """The experiment store cannot be opened or reached."""
 
+    kind: str = "store"
+    """What failed: 'connection' (lost or refused), 'lock' (contention), 'timeout', 'store'."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The store is reachable, but another connection held a lock longer than allowed."""
+
 
 class LocalModelError(LLMOpsError, LookupError):
     """A `local/` model that cannot be found or loaded; the message names it and what to do."""

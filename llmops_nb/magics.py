@@ -56,9 +56,17 @@ PROMPT_LINE_USAGE = """usage:
 _PROMPT_LINE_ARITY = {"list": 0, "show": 1, "history": 1, "diff": 3, "alias": 3, "rollback": 2}
 
 
+def split_line(line: str) -> list[str]:
+    """A magic's line as shell-like words; unbalanced quotes are one UsageError line."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the magic line {line.strip()!r}: {exc}") from None
+
+
 def parse_prompt_line(line: str) -> tuple[str, list[str]]:
     """`%prompt SUBCOMMAND ARGS` -> (subcommand, args), or a UsageError."""
-    words = shlex.split(line)
+    words = split_line(line)
     if not words or words[0] not in _PROMPT_LINE_ARITY:
         raise UsageError(PROMPT_LINE_USAGE)
     sub, args = words[0], words[1:]
@@ -115,7 +123,7 @@ class LLMOps(Magics):
         if cell is None:
             sub, args = parse_prompt_line(line)
             return self._prompt_line(sub, args)
-        args = prompt_cell_parser().parse_args(shlex.split(line))
+        args = prompt_cell_parser().parse_args(split_line(line))
         if not args.name:
             raise UsageError("%%prompt needs a name: %%prompt NAME [--model M] ...")
         args.name = " ".join(args.name)  # so "bad name" is reported as an invalid name
@@ -200,7 +208,7 @@ class LLMOps(Magics):
     @line_magic
     def llmops(self, line: str) -> None:
         """%llmops (status) | %llmops project NAME"""
-        words = shlex.split(line)
+        words = split_line(line)
         if not words:
             print(banner())
         elif words[0] == "project" and len(words) == 2:
@@ -232,7 +240,7 @@ class LLMOps(Magics):
     def eval(self, line: str, cell: str | None = None) -> Any:
         """%%eval NAME [--concurrency N] [--baseline latest] [--resume] [--out VAR] [--no-cache]
         with the spec (YAML, a promptfoo config, or a path) as the body; %eval NAME SPEC.yaml."""
-        args = eval_cell_parser().parse_args(shlex.split(line))
+        args = eval_cell_parser().parse_args(split_line(line))
         words = list(args.name)
         if cell is None and len(words) == 2:
             words, cell = words[:1], words[1]

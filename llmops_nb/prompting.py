@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from . import config
-from .errors import MissingVariable, NotFound, PromptSyntaxError
+from .errors import InvalidName, MissingVariable, NotFound, PromptSyntaxError
 
 if TYPE_CHECKING:
     import jinja2
@@ -231,6 +231,11 @@ def run_variables(
 
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
     """'name' | 'name@3' | 'name@production' -> (name, version, alias)."""
+    if not isinstance(ref, str):
+        raise InvalidName(
+            f"a prompt reference is text such as 'support_reply@2', not {type(ref).__name__} "
+            f"{ref!r}"
+        )
     name, _, tag = ref.strip().partition("@")
     config.check_name("prompt", name)
     if not tag or tag == "latest":

@@ -390,7 +390,9 @@ def test_kill_9_mid_grid_then_resume_without_duplicates(tmp_path: Path) -> None:
                 proc.kill()
         killed_at = count_rows("eval_result")
         assert 8 <= killed_at < n
-        assert get_store().latest_eval_run("default", "killme").status == "running"
+        # the killed process owned the run: it reads as interrupted, not running forever
+        assert get_store().latest_eval_run("default", "killme").status == "interrupted"
+        assert EvalRun.list()["status"].to_list() == ["interrupted"]
         before = srv.stats.requests
         assert cli.main(["eval", str(spec), "--resume"]) == 0
         assert srv.stats.requests - before == n - killed_at  # only the missing cells ran

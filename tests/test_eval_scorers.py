@@ -99,9 +99,23 @@ def test_scorer_errors_are_one_clear_message() -> None:
 
 
 def test_a_failing_scorer_is_recorded_on_its_row() -> None:
-    s = build_scorer("regex", {"pattern": "("})
-    result = asyncio.run(s.score(0, "x", ScoreContext(row={})))
+    s = build_scorer("regex", {"pattern": "{{p}}"})  # a row's own pattern: known only per row
+    result = asyncio.run(s.score(0, "x", ScoreContext(row={"p": "("})))
     assert result is not None and result.value is None and "bad regex" in (result.reason or "")
+
+
+def test_a_bad_static_regex_or_threshold_fails_when_the_scorer_is_built() -> None:
+    with pytest.raises(ScorerError) as info:
+        build_scorer("regex", {"pattern": "[oops"})
+    assert str(info.value) == (
+        "scorer 'regex': invalid regex '[oops': unterminated character set at position 0"
+    )
+    with pytest.raises(ScorerError) as info:
+        build_scorer("contains", {"value": "x", "threshold": "high"})
+    assert (
+        str(info.value) == "scorer 'contains': threshold must be a number such as 0.8, not 'high'"
+    )
+    assert build_scorer("contains", {"value": "x", "threshold": "0.5"}).threshold == 0.5
 
 
 def test_custom_scorer_in_a_grid(openai_server: Any) -> None:

@@ -14,8 +14,8 @@ import llmops_nb as lo
 from llmops_nb.datasets import DatasetError
 from llmops_nb.errors import LLMOpsError, NotFound
 from llmops_nb.evals import EvalSpecError, run_cell
+from llmops_nb.evals.load import parse_spec
 from llmops_nb.evals.promptfoo import parse_assertion_string, provider_to_model
-from llmops_nb.evals.spec import parse_spec
 from llmops_nb.llm.client import UnknownModel
 from llmops_nb.store import get_store
 from llmops_nb.testing import serve

@@ -72,6 +72,7 @@ EXPECTED_SCHEMA = {
         "notebook_path",
         "created_at",
         "finished_at",
+        "owner",
     },
     "feedback": {"id", "trace_id", "span_id", "score", "comment", "author", "created_at"},
     "finetune_job": {
@@ -179,7 +180,9 @@ def test_fresh_database_has_exactly_the_expected_tables_and_columns(store_url: s
     actual = {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()}
     assert actual == EXPECTED_SCHEMA
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        )
 
 
 def test_lookup_indexes_exist(store_url: str) -> None:

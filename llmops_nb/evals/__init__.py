@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .load import parse_spec
 from .run import EvalRun
 from .scorers import Score, ScorerError, UnknownScorer, scorer
-from .spec import EvalSpec, EvalSpecError, model_specs, parse_spec, prompt_specs, scorer_specs
+from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs
 
 __all__ = [
     "EvalRun",

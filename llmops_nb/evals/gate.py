@@ -54,12 +54,17 @@ def _run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from . import run_spec
-    from .spec import parse_file
+    from .load import parse_file
+    from .spec import EvalSpecError
 
+    if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
+        raise EvalSpecError(
+            f"--fail-under must be a score between 0 and 1, not {args.fail_under:g}"
+        )
     spec = parse_file(Path(args.spec))
     if args.name:
         spec.name = args.name
-    if args.concurrency:
+    if args.concurrency is not None:
         spec.concurrency = args.concurrency
     if args.no_cache:
         spec.cache = False

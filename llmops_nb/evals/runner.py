@@ -5,9 +5,11 @@ refs, models, scorer arguments, prompt variables) before anything is written. `r
 then stores the dataset version and the run row and executes the missing cells: a
 pool of `concurrency` asyncio workers calls `llm.acomplete` (retries, timeout, cache,
 tracing), scores the output, and hands the result to a writer that stores batches as
-they complete. A failing call is a recorded error in its cell; a killed process loses
-only the calls in flight, and `resume` finishes the rest (the unique cell key makes a
-cell stored twice impossible).
+they complete. A result stays buffered until the store has it: a store outage longer
+than the store's retries leaves the run `incomplete` (never `done`), with a message to
+resume. A failing call is a recorded error in its cell, tried again on resume; a killed
+process loses only the calls in flight, and `resume` finishes the rest (the unique cell
+key makes a cell stored twice impossible).
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ import decimal
 import hashlib
 import json
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ..errors import LLMOpsError
+from ..errors import LLMOpsError, StoreUnavailable
+from .progress import drive
 from .scorers import Score, ScoreContext, Scorer, ScorerError, build_scorer
 from .spec import EvalSpec, EvalSpecError, ModelSpec, PromptSpec
 
@@ -35,10 +36,14 @@ if TYPE_CHECKING:
     from ..datasets import DatasetVersion
     from .run import EvalRun
 
-__all__ = ["Plan", "prepare", "run"]
+__all__ = ["EvalIncomplete", "Plan", "prepare", "run"]
 
 BATCH_ROWS = 200  # results per store write
 FLUSH_SECONDS = 0.25  # at most this long between writes while results arrive
+
+
+class EvalIncomplete(StoreUnavailable):
+    """A run ended without storing every cell (the store failed): resume it."""
 
 
 # --- resolving a spec --------------------------------------------------------------------
@@ -153,6 +158,7 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
     if not spec.prompts:
         raise EvalSpecError("the eval needs at least one prompt")
     name = config.check_name("eval", spec.name or "eval")
+    check_settings(spec)
 
     prompts = []
     for p in spec.prompts:
@@ -214,6 +220,42 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
         timeout=spec.timeout,
         retries=spec.retries,
     )
+
+
+def check_settings(spec: EvalSpec) -> None:
+    """concurrency >= 1, timeout > 0, retries >= 0, baseline of a usable type: one clear
+    message for each, whichever face (YAML, Python, magic, CLI) set them."""
+    checks = (
+        ("concurrency", spec.concurrency, 1, "a whole number of at least 1"),
+        ("retries", spec.retries, 0, "a whole number of at least 0"),
+    )
+    for key, value, least, wanted in checks:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < least
+        ):
+            raise EvalSpecError(f"{key} must be {wanted}, not {value!r}")
+    timeout = spec.timeout
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise EvalSpecError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+    _check_baseline(spec.baseline)
+
+
+def _check_baseline(baseline: Any) -> None:
+    from .run import EvalRun
+
+    if baseline is None or baseline is False or baseline == "" or isinstance(baseline, EvalRun):
+        return
+    if isinstance(baseline, int) and not isinstance(baseline, bool):
+        return
+    if isinstance(baseline, str) and (
+        baseline == "latest"
+        or baseline.lstrip("#").isdigit()
+        or config.NAME_PATTERN.match(baseline)
+    ):
+        return
+    raise EvalSpecError(f"baseline must be 'latest', a run id or a run name, not {baseline!r}")
 
 
 def _grid_prompt(
@@ -330,11 +372,11 @@ def run(
                 "spec or data; run it without --resume to start a new run"
             )
     if run_row is None:
+        baseline_id = _baseline_id(store, plan, baseline, before_id=None)  # before any write
         version = plan.data_version or datasets.store_frame(
             plan.data_name, plan.frame, source=plan.data_source, project=plan.project
         )
         described["data"]["version"] = version.version
-        baseline_id = _baseline_id(store, plan, baseline, before_id=None)
         run_row = store.create_eval_run(
             plan.project,
             plan.name,
@@ -357,20 +399,38 @@ def run(
     todo = plan.n_cells - len(done)
     status = "failed"
     executor = _Executor(plan, run_id, done, store)
+    label = f"eval {plan.name} #{run_id}"
     try:
-        _drive(executor, todo, progress, f"eval {plan.name} #{run_id}")
-        status = "done"
+        drive(executor, todo, progress, label)
+        status = "done" if not executor.buffer else "incomplete"
+        if status == "done" and store.eval_result_count(run_id) < plan.n_cells:
+            status = "incomplete"  # never 'done' without every cell in the store
     except KeyboardInterrupt:
         status = "interrupted"
         print(
-            f"interrupted: eval {plan.name} #{run_id} stored {executor.stored + len(done)} of "
+            f"interrupted: {label} stored {executor.stored + len(done)} of "
             f"{plan.n_cells} cells; re-run with --resume (resume=True) to finish it",
             file=sys.stderr,
         )
         raise
     finally:
-        store.update_eval_run(run_id, status=status)
+        _set_status(store, run_id, status)
+    if status == "incomplete":
+        why = f": {executor.store_error}" if executor.store_error is not None else ""
+        raise EvalIncomplete(
+            f"{label} is incomplete: {len(executor.buffer)} finished cells could not be "
+            f"stored{why}; re-run it with --resume (resume=True) when the store is back"
+        )
     return EvalRun.load(run_id, project=plan.project)
+
+
+def _set_status(store: Any, run_id: int, status: str) -> None:
+    """Record the final status; when the store is down too, the run reads 'interrupted'
+    once this process is gone (its owner is recorded)."""
+    try:
+        store.update_eval_run(run_id, status=status)
+    except StoreUnavailable as exc:
+        print(f"could not record the status of eval run #{run_id}: {exc}", file=sys.stderr)
 
 
 def _baseline_id(store: Any, plan: Plan, baseline: Any, before_id: int | None) -> int | None:
@@ -381,8 +441,13 @@ def _baseline_id(store: Any, plan: Plan, baseline: Any, before_id: int | None) -
         return None
     if isinstance(baseline, EvalRun):
         return baseline.id
+    _check_baseline(baseline)
     if isinstance(baseline, int) or (isinstance(baseline, str) and baseline.lstrip("#").isdigit()):
-        return store.get_eval_run(int(str(baseline).lstrip("#"))).id  # type: ignore[no-any-return]
+        try:
+            row = store.get_eval_run(int(str(baseline).lstrip("#")))
+        except NotFound:
+            raise NotFound(f"baseline {baseline!r}: there is no eval run with that id") from None
+        return row.id  # type: ignore[no-any-return]
     if baseline == "latest":
         row = store.latest_eval_run(plan.project, plan.name, status="done", before_id=before_id)
         if row is None:
@@ -400,75 +465,6 @@ def _baseline_id(store: Any, plan: Plan, baseline: Any, before_id: int | None) -
     raise EvalSpecError(f"baseline must be 'latest', a run id or a run name, not {baseline!r}")
 
 
-def _drive(executor: _Executor, todo: int, progress: bool, label: str) -> None:
-    """Run the executor's event loop in its own thread (a notebook's loop is already
-    running); this thread draws the progress bar and turns Ctrl-C into a cancel."""
-    holder: dict[str, Any] = {}
-    ready = threading.Event()
-
-    async def main() -> None:
-        holder["loop"] = asyncio.get_running_loop()
-        holder["task"] = asyncio.current_task()
-        ready.set()
-        await executor.execute()
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # re-raised in the calling thread
-            holder["error"] = exc
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=target, name="llmops-eval-grid", daemon=True)
-    thread.start()
-    bar = _progress_bar(todo, label) if progress and todo > 0 else None
-    shown = 0
-    try:
-        while thread.is_alive():
-            thread.join(0.1)
-            if bar is not None and executor.completed > shown:
-                bar.update(executor.completed - shown)
-                shown = executor.completed
-    except KeyboardInterrupt:
-        ready.wait()
-        loop, task = holder.get("loop"), holder.get("task")
-        if loop is not None and task is not None:
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join()
-        raise
-    finally:
-        if bar is not None:
-            if executor.completed > shown:
-                bar.update(executor.completed - shown)
-            bar.close()
-    error = holder.get("error")
-    if error is not None and not isinstance(error, asyncio.CancelledError):
-        raise error
-
-
-def _progress_bar(total: int, label: str) -> Any:
-    try:
-        if _in_notebook():
-            from tqdm.auto import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=label, unit="call", dynamic_ncols=True, mininterval=0.2)
-
-
-def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython")
-    if shell is None:
-        return False
-    try:
-        ip = shell.get_ipython()  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
 class _Executor:
     """The asyncio side of a run: workers, scoring, batched writes."""
 
@@ -477,9 +473,10 @@ class _Executor:
         self.run_id = run_id
         self.done = done
         self.store = store
-        self.completed = 0  # cells finished (stored or about to be)
+        self.completed = 0  # cells finished (stored or buffered)
         self.stored = 0
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[dict[str, Any]] = []  # finished cells not yet in the store
+        self.store_error: StoreUnavailable | None = None  # the last failed write, if any
         self.kick: asyncio.Event | None = None
         self.writing: asyncio.Lock | None = None
         self.call_kwargs: dict[str, Any] = {}
@@ -513,8 +510,12 @@ class _Executor:
                 w.cancel()
             stop.set()
             self.kick.set()
-            await asyncio.gather(writer, return_exceptions=True)
-            await self._flush()  # whatever is left: the finished cells are never lost
+            (writer_error,) = await asyncio.gather(writer, return_exceptions=True)
+            await self._flush()  # whatever is left: the finished cells are never dropped
+        if isinstance(writer_error, BaseException) and not isinstance(
+            writer_error, asyncio.CancelledError
+        ):
+            raise writer_error
 
     async def _worker(
         self, cells: Iterator[tuple[int, dict[str, Any], GridPrompt, ModelSpec]]
@@ -538,12 +539,19 @@ class _Executor:
             await self._flush()
 
     async def _flush(self) -> None:
+        """Store the buffered results; they leave the buffer only once stored. A store
+        that stays down past its retries is noted, and the rows wait for the next try."""
         assert self.writing is not None
         async with self.writing:
-            if not self.buffer:
+            rows = self.buffer[:]
+            if not rows:
                 return
-            rows, self.buffer = self.buffer, []
-            await asyncio.to_thread(self.store.add_eval_results, rows)
+            try:
+                await asyncio.to_thread(self.store.add_eval_results, rows)
+            except StoreUnavailable as exc:
+                self.store_error = exc
+                return
+            del self.buffer[: len(rows)]  # workers only append: these are the rows stored
             self.stored += len(rows)
 
     async def _cell(
@@ -648,7 +656,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     return str(value)
-
-
-def elapsed(start: float) -> str:
-    return f"{time.perf_counter() - start:.1f} s"

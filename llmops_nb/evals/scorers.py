@@ -561,7 +561,7 @@ class CustomScorer:
     def build(self, args: dict[str, Any] | None = None) -> Scorer:
         args = dict(args or {})
         name = str(args.pop("name", self.name))
-        threshold = float(args.pop("threshold", self.threshold))
+        threshold = _threshold(args.pop("threshold", self.threshold), name)
         negate = bool(args.pop("negate", False))
         if args:
             raise ScorerError(
@@ -591,10 +591,6 @@ def scorer(
     return wrap(fn) if fn is not None else wrap
 
 
-def known_scorers() -> list[str]:
-    return sorted(set(BUILTINS) | set(_custom))
-
-
 def build_scorer(
     kind: str, args: dict[str, Any] | None = None, namespace: dict[str, Any] | None = None
 ) -> Scorer:
@@ -615,7 +611,7 @@ def build_scorer(
         return custom.build(args)
     builtin = BUILTINS[key]
     name = str(args.pop("name", key))
-    threshold = float(args.pop("threshold", builtin.threshold))
+    threshold = _threshold(args.pop("threshold", builtin.threshold), name)
     negate = bool(args.pop("negate", False))
     allowed = set(builtin.defaults) | set(builtin.required) | set(builtin.allowed)
     unknown = sorted(set(args) - allowed)
@@ -626,4 +622,34 @@ def build_scorer(
     missing = [r for r in builtin.required if full.get(r) in (None, "")]
     if missing:
         raise ScorerError(f"scorer {key!r} needs the argument {missing[0]!r}")
+    if key == "regex":
+        _check_pattern(name, full.get("pattern"))
     return Scorer(name, key, full, threshold, negate)
+
+
+def _threshold(value: Any, scorer_name: str) -> float:
+    """A scorer's pass threshold: a number, or one clear error."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ScorerError(
+            f"scorer {scorer_name!r}: threshold must be a number such as 0.8, not {value!r}"
+        )
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ScorerError(
+            f"scorer {scorer_name!r}: threshold must be a number such as 0.8, not {value!r}"
+        )
+    return number
+
+
+def _check_pattern(scorer_name: str, pattern: Any) -> None:
+    """A regex without template variables is compiled now, so a typo fails before the
+    run instead of scoring every row empty."""
+    if not isinstance(pattern, str) or "{{" in pattern or "{%" in pattern:
+        return
+    try:
+        _regex(pattern)
+    except re.error as exc:
+        raise ScorerError(f"scorer {scorer_name!r}: invalid regex {pattern!r}: {exc}") from None

@@ -1,4 +1,4 @@
-"""The `%%eval` YAML (and promptfoo configs, see `promptfoo.py`) -> one EvalSpec.
+"""The `%%eval` YAML mapping -> one EvalSpec (`load.py` tells it from a promptfoo config).
 
 ```
 name: faq                            # optional: the cell's NAME wins
@@ -26,7 +26,15 @@ from typing import Any
 
 from ..errors import LLMOpsError
 
-__all__ = ["EvalSpec", "EvalSpecError", "ModelSpec", "PromptSpec", "ScorerSpec", "parse_spec"]
+__all__ = [
+    "EvalSpec",
+    "EvalSpecError",
+    "ModelSpec",
+    "PromptSpec",
+    "ScorerSpec",
+    "from_mapping",
+    "safe_name",
+]
 
 SPEC_KEYS = (
     "name",
@@ -116,61 +124,6 @@ class EvalSpec:
 
 
 # --- the %%eval YAML -------------------------------------------------------------------
-
-
-def parse_spec(
-    text: str,
-    *,
-    namespace: dict[str, Any] | None = None,
-    base_dir: Path | None = None,
-    line_offset: int = 0,
-) -> EvalSpec:
-    """A `%%eval` body or spec file: our YAML, a promptfoo config, or a path to either."""
-    from ..prompting import load_yaml
-
-    stripped = text.strip()
-    if stripped and "\n" not in stripped and re.search(r"\.ya?ml$", stripped, re.I):
-        path = Path(stripped).expanduser()
-        if base_dir is not None and not path.is_absolute():
-            path = base_dir / path
-        return parse_file(path, namespace=namespace)
-    try:
-        data = load_yaml(text, "eval spec", line_offset)
-    except LLMOpsError as exc:
-        raise EvalSpecError(str(exc)) from None
-    if data is None:
-        raise EvalSpecError(
-            "the eval spec is empty: give prompts, models, data and scorers (see %%eval?)"
-        )
-    if not isinstance(data, dict):
-        raise EvalSpecError("the eval spec must be a YAML mapping of key: value lines")
-    lines = _key_lines(text, line_offset)
-    if "providers" in data or "tests" in data or "defaultTest" in data:
-        from .promptfoo import from_promptfoo
-
-        return from_promptfoo(data, base_dir=base_dir, lines=lines)
-    return from_mapping(data, namespace=namespace, base_dir=base_dir, lines=lines)
-
-
-def parse_file(path: Path, *, namespace: dict[str, Any] | None = None) -> EvalSpec:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise EvalSpecError(f"cannot read the spec {str(path)!r}: {exc.strerror or exc}") from None
-    spec = parse_spec(text, namespace=namespace, base_dir=path.parent)
-    if spec.name is None:
-        spec.name = _safe_name(path.stem)
-    return spec
-
-
-def _key_lines(text: str, offset: int) -> dict[str, int]:
-    """Top-level key -> its line number, so errors can say where."""
-    out = {}
-    for number, line in enumerate(text.splitlines(), start=1 + offset):
-        match = re.match(r"^([A-Za-z_][\w-]*)\s*:", line)
-        if match and match.group(1) not in out:
-            out[match.group(1)] = number
-    return out
 
 
 def _at(lines: dict[str, int], key: str) -> str:
@@ -416,6 +369,7 @@ def _unique(labels: list[str], what: str, lines: dict[str, int], key: str) -> No
         seen.add(label)
 
 
-def _safe_name(text: str) -> str:
+def safe_name(text: str) -> str:
+    """TEXT made a valid run name (a spec file's stem)."""
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", text) or "eval"
     return name if re.match(r"^[A-Za-z_]", name) else f"_{name}"

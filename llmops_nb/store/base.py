@@ -1,9 +1,11 @@
 """StoreBase: the engine, migrations, sessions, retrying writes and projects.
 
-SQLite (WAL, busy timeout, foreign keys) by default, PostgreSQL by URL. Writes go
-through `write`, which serializes writers (SQLite: BEGIN IMMEDIATE; PostgreSQL:
-row locks) and retries on lock contention and unique-key races, so concurrent
-kernels never see "database is locked".
+SQLite (WAL, bounded busy timeout, foreign keys) by default, PostgreSQL by URL (with a
+lock timeout and a statement timeout on every session). Writes go through `write`,
+which serializes writers (SQLite: BEGIN IMMEDIATE; PostgreSQL: row locks) and retries
+lock contention, unique-key races and lost connections (a server restart) with backoff,
+for a bounded time. Every driver error on a read or a write surfaces as one line: a
+`StoreUnavailable` (or its `StoreBusy` kind) naming the store, its password masked.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,18 +21,29 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from ..config import mask_url
-from ..errors import StoreUnavailable
+from ..errors import StoreBusy, StoreUnavailable
 from . import models as m
 
 T = TypeVar("T")
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002_runner"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_RETRIES = 40
+
+LOCK_WAIT_S = 10.0
+"""How long one statement waits for another connection's lock (SQLite busy timeout,
+PostgreSQL lock_timeout) before the attempt fails and `write` retries or reports it."""
+WRITE_DEADLINE_S = 30.0
+"""How long `write` keeps retrying lock contention or a lost connection before it gives
+up with one clear message: long enough to ride out a server restart, short enough that a
+notebook is never stuck silently."""
+STATEMENT_TIMEOUT_S = 300.0
+"""PostgreSQL statement_timeout for the store's sessions: no query runs unbounded."""
+_UNIQUE_RACE_RETRIES = 40
 
 
 class StoreBase:
@@ -39,14 +53,19 @@ class StoreBase:
         self.url = url
         self.masked_url = mask_url(url)
         self.is_sqlite = url.startswith("sqlite")
+        self._wait_noticed = 0.0
         try:
             self.engine = self._make_engine(immediate=False)
             # SQLite writers take the write lock at BEGIN, so a read never has to be
             # upgraded to a write mid-transaction (the source of "database is locked").
             self.write_engine = self._make_engine(immediate=True) if self.is_sqlite else self.engine
             self._migrate()
-        except StoreUnavailable:
-            raise
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(
+                f"cannot open the experiment store at {self.masked_url}: "
+                f"{getattr(exc, 'reason', exc)}. "
+                "Check LLMOPS_NB_STORE (or LLMOPS_NB_HOME for the default SQLite file)."
+            ) from None
         except Exception as exc:
             raise StoreUnavailable(
                 f"cannot open the experiment store at {self.masked_url}: {_reason(exc)}. "
@@ -58,28 +77,83 @@ class StoreBase:
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            args = {"connect_timeout": 5} if self.url.startswith("postgresql") else {}
-            return create_engine(self.url, connect_args=args, pool_pre_ping=True)
-        path = self.url.split("///", 1)[1] if "///" in self.url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(self.url, connect_args={"timeout": 60, "check_same_thread": False})
+            args: dict[str, Any] = {}
+            if self.url.startswith("postgresql"):
+                args = {
+                    "connect_timeout": 5,
+                    "options": f"-c lock_timeout={int(LOCK_WAIT_S * 1000)} "
+                    f"-c statement_timeout={int(STATEMENT_TIMEOUT_S * 1000)}",
+                }
+            engine = create_engine(self.url, connect_args=args, pool_pre_ping=True)
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+            @event.listens_for(engine, "begin")
+            def _on_pg_begin(conn: Any) -> None:
+                wait = conn.get_execution_options().get("llmops_wait")
+                if wait is not None:
+                    ms = max(1, int(wait * 1000))
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        else:
+            path = self.url.split("///", 1)[1] if "///" in self.url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                self.url, connect_args={"timeout": LOCK_WAIT_S, "check_same_thread": False}
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Any) -> None:
+                wait = conn.get_execution_options().get("llmops_wait")
+                ms = int((LOCK_WAIT_S if wait is None else wait) * 1000)
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={max(1, ms)}")
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(context: ExceptionContext) -> BaseException | None:
+            if context.is_pre_ping:
+                return None  # the pool reconnects by itself
+            return self._translate(context)
 
         return engine
+
+    def _translate(self, context: ExceptionContext) -> BaseException | None:
+        """A driver error -> one clear StoreUnavailable line (unique-key races stay as they
+        are: `write` recomputes and retries them)."""
+        exc = context.original_exception
+        if isinstance(context.sqlalchemy_exception, IntegrityError):
+            return None
+        kind = _error_kind(exc, context.is_disconnect, self.is_sqlite)
+        if kind is None:
+            return None
+        reason = _reason(exc)
+        if kind == "lock":
+            error: StoreUnavailable = StoreBusy(
+                f"the experiment store at {self.masked_url} is busy: another connection "
+                f"holds a lock ({reason}); try again, or find the process holding it"
+            )
+        elif kind == "timeout":
+            error = StoreBusy(
+                f"the experiment store at {self.masked_url} did not answer in time ({reason})"
+            )
+        elif kind == "store":
+            error = StoreUnavailable(f"the experiment store at {self.masked_url} failed: {reason}")
+        else:
+            error = StoreUnavailable(
+                f"the experiment store at {self.masked_url} cannot be reached: {reason}"
+            )
+        error.kind, error.reason = kind, reason
+        return error
 
     def _current_revision(self) -> str | None:
         with self.engine.connect() as conn:
@@ -104,6 +178,7 @@ class StoreBase:
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
             with self.write_engine.begin() as conn:
                 if not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait for a peer's upgrade
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270113)")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -125,27 +200,59 @@ class StoreBase:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def session(self) -> Session:
-        """A read session; objects stay usable after it closes."""
-        return Session(self.engine, expire_on_commit=False)
+    def session(self, *, wait: float | None = None) -> Session:
+        """A read session; objects stay usable after it closes.
 
-    def write(self, fn: Callable[[Session], T]) -> T:
-        """Run fn(session) in one write transaction, retrying on contention; commit or nothing."""
-        for attempt in range(_RETRIES):
+        wait: seconds any statement may wait for a lock (and, on PostgreSQL, run) before
+        it fails with StoreBusy, for callers that must not block, such as a cache lookup
+        in front of a model call. Default: LOCK_WAIT_S.
+        """
+        bind = self.engine if wait is None else self.engine.execution_options(llmops_wait=wait)
+        return Session(bind, expire_on_commit=False)
+
+    def write(self, fn: Callable[[Session], T], *, wait: float | None = None) -> T:
+        """Run fn(session) in one write transaction; commit or nothing.
+
+        Lock contention and lost connections are retried with backoff for up to
+        WRITE_DEADLINE_S (or WAIT seconds, which also bounds each lock wait), then fail
+        with one StoreUnavailable/StoreBusy line; a unique-key race is recomputed.
+        """
+        budget = WRITE_DEADLINE_S if wait is None else wait
+        start = time.monotonic()
+        bind = self.write_engine
+        if wait is not None:
+            bind = bind.execution_options(llmops_wait=wait)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                with Session(self.write_engine, expire_on_commit=False) as s:
+                with Session(bind, expire_on_commit=False) as s:
                     result = fn(s)
                     s.commit()
                     return result
-            except (IntegrityError, OperationalError, DBAPIError) as exc:
-                if attempt == _RETRIES - 1 or not _retryable(exc):
-                    if isinstance(exc, IntegrityError):
-                        raise
-                    raise StoreUnavailable(
-                        f"the experiment store at {self.masked_url} failed: {_reason(exc)}"
-                    ) from None
-                time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+            except IntegrityError:
+                if attempt >= _UNIQUE_RACE_RETRIES:
+                    raise  # a concurrent writer took the same unique key: recompute and retry
+            except StoreUnavailable as exc:
+                waited = time.monotonic() - start
+                if exc.kind not in ("lock", "connection"):
+                    raise
+                if waited >= budget:
+                    final = type(exc)(f"{exc} (gave up after {waited:.1f} s)")
+                    final.kind = exc.kind
+                    raise final from None
+                if waited >= 1.0:
+                    self._notice_wait(exc, budget)
+            pause = min(1.0, 0.005 * 2 ** min(attempt, 8)) * (0.5 + random.random())
+            time.sleep(max(0.0, min(pause, budget - (time.monotonic() - start))))
+
+    def _notice_wait(self, exc: StoreUnavailable, budget: float) -> None:
+        """One line on stderr (at most every 10 s) while a write waits for the store to come
+        back or a lock to be released, so no wait is silent."""
+        now = time.monotonic()
+        if now - self._wait_noticed > 10.0:
+            self._wait_noticed = now
+            print(f"{exc}: retrying for up to {budget:g} s", file=sys.stderr)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -181,14 +288,52 @@ class StoreBase:
             return list(s.exec(select(m.Project.name).order_by(m.Project.name)))
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent writer took the same unique key: recompute and retry
-    msg = str(getattr(exc, "orig", exc)).lower()
-    return any(
-        s in msg
-        for s in ("database is locked", "busy", "deadlock", "could not serialize", "lock timeout")
-    )
+_LOCK_WORDS = (
+    "database is locked",
+    "database table is locked",
+    "busy",
+    "deadlock",
+    "could not serialize",
+    "lock timeout",
+    "could not obtain lock",
+)
+
+
+def _error_kind(exc: BaseException, is_disconnect: bool, is_sqlite: bool) -> str | None:
+    """'lock' (contention: retry), 'connection' (lost or refused: retry), 'timeout'
+    (a statement ran too long), 'store' (another driver failure), None (a bug in SQL)."""
+    msg = str(exc).lower()
+    if any(word in msg for word in _LOCK_WORDS):
+        return "lock"
+    if "statement timeout" in msg:
+        return "timeout"
+    if is_disconnect:
+        return "connection"
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if is_sqlite:
+        broken = (
+            "unable to open",
+            "disk i/o",
+            "readonly",
+            "malformed",
+            "disk is full",
+            "not a database",
+        )
+        return "store" if any(word in msg for word in broken) else None
+    if module.startswith("psycopg") and (
+        isinstance(exc, _psycopg_errors()) or name in ("OperationalError", "InterfaceError")
+    ):
+        return "connection"
+    return None
+
+
+def _psycopg_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # another driver: judged by is_disconnect alone
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _reason(exc: BaseException) -> str:

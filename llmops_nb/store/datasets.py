@@ -11,19 +11,6 @@ from ..errors import NotFound
 from . import models as m
 from .base import StoreBase
 
-# every column but the Parquet payload: listing versions must not read the data
-_META = (
-    m.DatasetVersion.id,
-    m.DatasetVersion.dataset_id,
-    m.DatasetVersion.version,
-    m.DatasetVersion.hash,
-    m.DatasetVersion.n_rows,
-    m.DatasetVersion.columns,
-    m.DatasetVersion.source,
-    m.DatasetVersion.author,
-    m.DatasetVersion.created_at,
-)
-
 
 class DatasetQueries(StoreBase):
     """Datasets: a name per project, integer versions identified by a content hash."""
@@ -117,18 +104,6 @@ class DatasetQueries(StoreBase):
             dataset = s.get(m.Dataset, row.dataset_id)
             assert dataset is not None
             return dataset.name, row
-
-    def dataset_versions(self, project: str, name: str) -> list[dict[str, Any]]:
-        """Every version of a dataset (without its data), oldest first."""
-        self.project_id(project)
-        with self.session() as s:
-            dataset = self._dataset(s, project, name)
-            rows = s.exec(
-                select(*_META)
-                .where(m.DatasetVersion.dataset_id == dataset.id)
-                .order_by(m.DatasetVersion.version)
-            ).all()
-        return [dict(r._mapping) for r in rows]
 
     def list_datasets(self, project: str) -> list[dict[str, Any]]:
         """One dict per dataset: name, latest version, rows, columns, updated."""

@@ -1,13 +1,20 @@
 """Queries for eval runs and their results.
 
 Results arrive in batches from the grid runner: one Core executemany per batch with
-INSERT ... ON CONFLICT DO NOTHING on (run_id, prompt_ref, model_label, row_index), so a
-resumed run, or a batch written twice, never duplicates a cell. Reads page through a
-run's results by id, so a 100,000-row run never sits in memory as ORM objects.
+INSERT ... ON CONFLICT on (run_id, prompt_ref, model_label, row_index), so a resumed
+run, or a batch written twice, never duplicates a cell; a stored cell is replaced only
+when it recorded an error (the retry of a resumed run). Reads page through a run's
+results by id, so a 100,000-row run never sits in memory as ORM objects.
+
+A running run records its owner (host, pid and process start time); a run whose owner
+on this host is gone (killed, crashed kernel) reads as 'interrupted', never 'running'
+forever.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,6 +31,7 @@ from .models import utcnow
 _result_table = m.EvalResult.__table__  # type: ignore[attr-defined]
 _run_table = m.EvalRun.__table__  # type: ignore[attr-defined]
 _CELL_KEY = ["run_id", "prompt_ref", "model_label", "row_index"]
+FINAL_STATUSES = ("done", "incomplete", "failed", "interrupted")
 
 RESULT_COLUMNS = (
     "prompt_ref",
@@ -52,11 +60,12 @@ class EvalQueries(StoreBase):
     # --- runs ----------------------------------------------------------------------
 
     def create_eval_run(self, project: str, name: str, **fields: Any) -> m.EvalRun:
-        """A new run (status 'running'); fields: spec, dataset_version_id, n_cells, ..."""
+        """A new run (status 'running', owned by this process); fields: spec,
+        dataset_version_id, n_cells, ..."""
         project_id = self.project_id(project)
 
         def add(s: Session) -> m.EvalRun:
-            row = m.EvalRun(project_id=project_id, name=name, **fields)
+            row = m.EvalRun(project_id=project_id, name=name, owner=process_owner(), **fields)
             s.add(row)
             s.flush()
             return row
@@ -68,13 +77,15 @@ class EvalQueries(StoreBase):
             row = s.get(m.EvalRun, run_id)
         if row is None:
             raise NotFound(f"no eval run with id {run_id}")
-        return row
+        return self._settle(row)
 
     def update_eval_run(self, run_id: int, **fields: Any) -> None:
         """Set status, finished_at, baseline_run_id...; finished_at defaults to now when
-        the status becomes final."""
-        if fields.get("status") in ("done", "failed", "interrupted"):
+        the status becomes final, and a run set running again is owned by this process."""
+        if fields.get("status") in FINAL_STATUSES:
             fields.setdefault("finished_at", utcnow())
+        if fields.get("status") == "running":
+            fields.setdefault("owner", process_owner())
 
         def apply(s: Session) -> None:
             s.exec(  # type: ignore[call-overload]
@@ -99,12 +110,51 @@ class EvalQueries(StoreBase):
         if before_id is not None:
             query = query.where(m.EvalRun.id < before_id)  # type: ignore[operator]
         with self.session() as s:
-            return s.exec(query.order_by(m.EvalRun.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            row = s.exec(query.order_by(m.EvalRun.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+        if row is None or status is not None:
+            return row
+        return self._settle(row)
+
+    def _settle(self, row: m.EvalRun) -> m.EvalRun:
+        """ROW, marked 'interrupted' first when it is running and its owner is gone."""
+        if row.status == "running" and row.owner and owner_gone(row.owner):
+            self._mark_interrupted([(row.id, row.owner)])  # type: ignore[list-item]
+            row.status = "interrupted"
+        return row
+
+    def _mark_interrupted(self, runs: list[tuple[int, str]]) -> None:
+        def apply(s: Session) -> None:
+            for run_id, owner in runs:
+                s.exec(  # type: ignore[call-overload]
+                    update(m.EvalRun)
+                    .where(m.EvalRun.id == run_id)  # type: ignore[arg-type]
+                    .where(m.EvalRun.status == "running")  # type: ignore[arg-type]
+                    .where(m.EvalRun.owner == owner)  # type: ignore[arg-type]
+                    .values(status="interrupted", finished_at=utcnow())
+                )
+
+        self.write(apply)
+
+    def settle_eval_runs(self, project: str) -> int:
+        """Mark the project's runs whose owning process is gone 'interrupted'; how many."""
+        project_id = self.project_id(project)
+        t = _run_table
+        query = sa_select(t.c.id, t.c.owner).where(
+            t.c.project_id == project_id,
+            t.c.status == "running",
+            t.c.owner.like(f"{_host()}:%"),
+        )
+        with self.session() as s:
+            dead = [(i, o) for i, o in s.connection().execute(query) if owner_gone(o)]
+        if dead:
+            self._mark_interrupted(dead)
+        return len(dead)
 
     def list_eval_runs(
         self, project: str, name: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Newest first: id, name, status, n_cells, done (results stored), author, times."""
+        self.settle_eval_runs(project)
         project_id = self.project_id(project)
         done = (
             sa_select(_result_table.c.run_id, func.count().label("done"))
@@ -136,13 +186,18 @@ class EvalQueries(StoreBase):
 
     def add_eval_results(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert result rows (dicts with run_id and the RESULT_COLUMNS); a cell already
-        stored is skipped, never duplicated."""
+        stored is never duplicated: it is kept, or replaced when it recorded an error."""
         if not rows:
             return
         now = utcnow()
         payload = [{**row, "created_at": row.get("created_at", now)} for row in rows]
         dialect_insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        statement = dialect_insert(_result_table).on_conflict_do_nothing(index_elements=_CELL_KEY)
+        insert = dialect_insert(_result_table)
+        statement = insert.on_conflict_do_update(
+            index_elements=_CELL_KEY,
+            set_={name: insert.excluded[name] for name in (*RESULT_COLUMNS, "created_at")},
+            where=_result_table.c.error.is_not(None),
+        )
 
         def apply(s: Session) -> None:
             s.connection().execute(statement, payload)
@@ -150,10 +205,11 @@ class EvalQueries(StoreBase):
         self.write(apply)
 
     def eval_done_keys(self, run_id: int) -> set[tuple[str, str, int]]:
-        """(prompt_ref, model_label, row_index) of every stored cell of a run."""
+        """(prompt_ref, model_label, row_index) of every cell of a run stored without an
+        error: what a resumed run skips (an errored cell is tried again)."""
         t = _result_table
         query = sa_select(t.c.prompt_ref, t.c.model_label, t.c.row_index).where(
-            t.c.run_id == run_id
+            t.c.run_id == run_id, t.c.error.is_(None)
         )
         with self.session() as s:
             return {(p, ml, r) for p, ml, r in s.connection().execute(query)}
@@ -189,9 +245,9 @@ class EvalQueries(StoreBase):
             if model_label is not None:
                 query = query.where(t.c.model_label == model_label)
             with self.session() as s:
-                rows = s.connection().execute(
-                    query.order_by(t.c.row_index, t.c.id).limit(limit)
-                ).all()
+                rows = (
+                    s.connection().execute(query.order_by(t.c.row_index, t.c.id).limit(limit)).all()
+                )
             if rows:
                 yield [tuple(r) for r in rows]
             return
@@ -210,3 +266,43 @@ class EvalQueries(StoreBase):
             yield [tuple(r[1:]) for r in rows]
             if len(rows) < chunk:
                 return
+
+
+# --- run owners ----------------------------------------------------------------------
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), so a reused pid is
+    not mistaken for the owner; None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def process_owner() -> str:
+    """This process, as 'host:pid:start'."""
+    pid = os.getpid()
+    return f"{_host()}:{pid}:{_start_ticks(pid) or ''}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True when OWNER ran on this host and that process no longer exists (another host's
+    process cannot be checked: its runs are left as they are)."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != _host() or not parts[1].isdigit():
+        return False
+    pid, start = int(parts[1]), parts[2]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return bool(start) and _start_ticks(pid) not in (None, start)

@@ -136,7 +136,7 @@ class EvalRun(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id")
     name: str
-    status: str = "running"  # running, done, failed, interrupted
+    status: str = "running"  # running, done, incomplete, failed, interrupted
     spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     dataset_version_id: Optional[int] = Field(default=None, foreign_key="dataset_version.id")
     baseline_run_id: Optional[int] = Field(default=None, foreign_key="eval_run.id")
@@ -145,6 +145,7 @@ class EvalRun(SQLModel, table=True):
     notebook_path: Optional[str] = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: Optional[datetime] = None
+    owner: Optional[str] = None  # "host:pid:start" of the process running it, while running
 
 
 class EvalResult(SQLModel, table=True):
