@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "scorer": "llmops_nb.evals",
     "EvalRun": "llmops_nb.evals",
     "dataset": "llmops_nb.datasets",
+    # reports
+    "report": "llmops_nb.reporting",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
+    from .reporting import report
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

@@ -162,7 +162,7 @@ def _prompts(touched: Touched, out: Appendix) -> str:
             for e in log
         )
         parts.append(
-            f"<h4>Alias moves of {_e(name)}</h4><table class=\"lo-table\"><tr><th>alias</th>"
+            f'<h4>Alias moves of {_e(name)}</h4><table class="lo-table"><tr><th>alias</th>'
             f"<th>action</th><th>from</th><th>to</th><th>who</th><th>when</th></tr>{rows}</table>"
         )
     return "".join(parts)
@@ -195,7 +195,7 @@ def _eval_runs(touched: Touched, out: Appendix, trace_ids: set[str]) -> str:
         out.totals.tokens += int(summary["input_tokens"].sum() + summary["output_tokens"].sum())
         out.totals.cost += _num(summary["cost"].sum())
         body = [clean_html(panels.eval_html(run))]
-        body.append(_chart("Latency per cell", lambda: _latency_chart(results)))
+        body.append(_chart("Latency per cell", lambda frame=results: _latency_chart(frame)))
         body.append(_worst_rows(run, results))
         parts.append(
             f'<div class="lo-item" id="eval-{run.id}"><h3>eval {_e(run.name)} #{run.id}</h3>'
@@ -213,7 +213,9 @@ def _chart(title: str, make: Any) -> str:
         svg = panels.svg(chart)
     except Exception as exc:  # vl-convert or altair missing or failing: the tables remain
         return f'<p class="lo-note">chart "{_e(title)}" unavailable: {_e(exc)}</p>'
-    return f'<figure class="lo-chart"><figcaption>{_e(title)}</figcaption>{clean_html(svg)}</figure>'
+    return (
+        f'<figure class="lo-chart"><figcaption>{_e(title)}</figcaption>{clean_html(svg)}</figure>'
+    )
 
 
 def _histogram(values: list[tuple[str, float]], title: str, bins: int = 24) -> dict[str, Any]:
@@ -235,7 +237,12 @@ def _histogram(values: list[tuple[str, float]], title: str, bins: int = 24) -> d
         "data": {"values": rows},
         "mark": {"type": "bar", "opacity": 0.75},
         "encoding": {
-            "x": {"field": "start", "type": "quantitative", "bin": {"binned": True}, "title": title},
+            "x": {
+                "field": "start",
+                "type": "quantitative",
+                "bin": {"binned": True},
+                "title": title,
+            },
             "x2": {"field": "end"},
             "y": {"field": "count", "type": "quantitative", "stack": None, "title": "count"},
             "color": {"field": "group", "type": "nominal", "title": None},
@@ -273,16 +280,16 @@ def _worst_rows(run: Any, results: Any) -> str:
     for r in worst.iter_rows(named=True):
         inputs = r.get("inputs")
         shown = json.dumps(inputs, ensure_ascii=False, default=str) if inputs is not None else ""
-        scores = ", ".join(
-            f"{s}={r[s]:.2f}" if r.get(s) is not None else f"{s}=–" for s in scorers
-        )
+        scores = ", ".join(f"{s}={r[s]:.2f}" if r.get(s) is not None else f"{s}=–" for s in scorers)
         outcome = r["output"] if r.get("error") is None else f"error: {r['error']}"
         trace = r.get("trace_id") or ""
         rows.append(
             f"<tr><td>{_e(r['prompt'])} × {_e(r['model'])}</td><td>{_e(r['row_index'])}</td>"
-            f"<td><pre>{_e(_clip(shown))}</pre></td><td><pre>{_e(_clip(r.get('expected')))}</pre></td>"
+            f"<td><pre>{_e(_clip(shown))}</pre></td>"
+            f"<td><pre>{_e(_clip(r.get('expected')))}</pre></td>"
             f"<td><pre>{_e(_clip(outcome))}</pre></td><td>{_e(scores)}</td>"
-            f"<td>{'pass' if r['passed'] else 'fail'}</td><td class=\"lo-id\">{_e(trace[:12])}</td></tr>"
+            f"<td>{'pass' if r['passed'] else 'fail'}</td>"
+            f'<td class="lo-id">{_e(trace[:12])}</td></tr>'
         )
     shown_n = min(WORST_ROWS, results.height)
     return (
@@ -312,8 +319,8 @@ def _traces(trace_ids: list[str], out: Appendix) -> str:
         out.totals.tokens += int(t.tokens)
         out.totals.cost += _num(t.cost)
     rows = "".join(
-        f"<tr><td>{_link(t, i)}</td><td class=\"lo-id\">{_e(t.id)}</td>"
-        f"<td class=\"lo-status-{'error' if t.status == 'error' else 'ok'}\">{_e(t.status)}</td>"
+        f'<tr><td>{_link(t, i)}</td><td class="lo-id">{_e(t.id)}</td>'
+        f'<td class="lo-status-{"error" if t.status == "error" else "ok"}">{_e(t.status)}</td>'
         f"<td>{t.latency_ms:.1f}</td><td>{len(t.spans)}</td><td>{t.tokens}</td>"
         f"<td>{'' if not t.cost else f'${t.cost:.6f}'}</td></tr>"
         for i, t in enumerate(loaded)
@@ -357,5 +364,7 @@ def _finetunes(touched: Touched, out: Appendix) -> str:
             out.notes.append(f"fine-tune #{job_id}: {exc}")
             continue
         if rendered:
-            parts.append(f'<div class="lo-item" id="finetune-{job_id}">{clean_html(rendered)}</div>')
+            parts.append(
+                f'<div class="lo-item" id="finetune-{job_id}">{clean_html(rendered)}</div>'
+            )
     return "".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ def render(
 
     touched = notebook_refs(nb)
     found = appendix.build(touched, notebook=notebook, project=project)
+    for note in found.notes:
+        if note.startswith("warning:"):
+            print(note, file=sys.stderr)
     title = name or (notebook.stem if notebook else "notebook")
     return document.page(
         nb,

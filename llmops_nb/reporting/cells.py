@@ -158,7 +158,9 @@ def _bundle_html(data: dict[str, Any]) -> str:
         from . import panels
 
         try:
-            spec = data[vegalite] if isinstance(data[vegalite], dict) else json.loads(data[vegalite])
+            spec = (
+                data[vegalite] if isinstance(data[vegalite], dict) else json.loads(data[vegalite])
+            )
             return clean_html(panels.svg(spec))
         except Exception as exc:  # a chart that cannot be drawn falls back to its text
             return f'<p class="lo-note">chart unavailable: {_e(exc)}</p>' + plain(

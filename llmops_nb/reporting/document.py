@@ -67,7 +67,12 @@ def page(
         f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>{body}</section>'
         for anchor, title, body in appendix.sections
     )
-    appendix_html = f'<div class="lo-appendix"><h2 class="lo-part">Appendix: from the store</h2>{sections}</div>' if sections else ""
+    appendix_html = (
+        '<div class="lo-appendix"><h2 class="lo-part">Appendix: from the store</h2>'
+        f"{sections}</div>"
+        if sections
+        else ""
+    )
     css = STYLESHEET.read_text(encoding="utf-8") + "\n" + pygments_css()
     return (
         "<!DOCTYPE html>\n"

@@ -52,4 +52,3 @@ class LLMOpsReportExporter(Exporter):
         )
         resources["output_extension"] = self.file_extension
         return output, resources
-
