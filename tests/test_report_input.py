@@ -147,7 +147,9 @@ def test_narrative_alone_with_a_note(tmp_path: Path) -> None:
     nb = notebook(
         tmp_path / "story.ipynb",
         [
-            markdown("# A story\n\nSome **bold** text, <b>raw html</b> and a [link](https://x.org)."),
+            markdown(
+                "# A story\n\nSome **bold** text, <b>raw html</b> and a [link](https://x.org)."
+            ),
             code("print('hi')", [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]),
         ],
     )
@@ -156,7 +158,7 @@ def test_narrative_alone_with_a_note(tmp_path: Path) -> None:
     page = written.read_text()
     assert "<h1>A story</h1>" in page and "<strong>bold</strong>" in page
     assert "&lt;b&gt;raw html&lt;/b&gt;" in page  # raw HTML in markdown is shown as text
-    assert "link <span class=\"lo-url\">(https://x.org)</span>" in page
+    assert 'link <span class="lo-url">(https://x.org)</span>' in page
     assert "this notebook has no llmops_nb outputs" in page
     assert "<pre>hi\n</pre>" in page
     assert unsafe(page) == []
