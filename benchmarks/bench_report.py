@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,17 +34,25 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def export_in_child(notebook: Path, output: Path) -> tuple[float, int]:
-    """(seconds, peak RSS in MB) of `llmops-nb report` in a fresh interpreter."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak RSS in MB) of `llmops-nb report` in a fresh interpreter (its own
+    peak: RUSAGE_CHILDREN would also count the quickstart's kernel)."""
+    code = (
+        "import resource, sys\n"
+        "from llmops_nb.cli import main\n"
+        "rc = main(['report', sys.argv[1], '-o', sys.argv[2]])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "llmops_nb.cli", "report", str(notebook), "-o", str(output)],
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(notebook), str(output)],
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) // 1024
+    return seconds, int(done.stderr.strip().splitlines()[-1]) // 1024
 
 
 def quickstart() -> None:
