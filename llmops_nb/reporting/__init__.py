@@ -1,9 +1,9 @@
 """Notebook-to-report export: one self-contained HTML file per notebook.
 
-`lo.report()` here, `%llmops report` in magics, `llmops-nb report` in cli, and
-`jupyter nbconvert --to llmops-report` all go through `exporter.LLMOpsReportExporter`'s
-rendering. (The package is not called `report`: a submodule of that name would shadow
-the function `lo.report`.)
+`lo.report()` here, `%llmops report` in magics and `llmops-nb report` in cli call
+`build.export`; `jupyter nbconvert --to llmops-report` is `exporter.LLMOpsReportExporter`;
+all four render through `build.render`. (The package is not called `report`: a submodule
+of that name would shadow the function `lo.report`.)
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def report(
         if unsaved:
             notes.append(unsaved)
             print(f"note: {unsaved}", file=sys.stderr)
-    written = export(notebook, path, no_code=no_code, project=project, notes=notes)
-    return written
+    return export(notebook, path, no_code=no_code, project=project, notes=notes)
 
 
 def _shell() -> Any:
