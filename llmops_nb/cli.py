@@ -15,10 +15,8 @@ def demo(out_dir: Path) -> int:
 
     The other tour notebooks run in the tests, not here: the demo is the one lifecycle.
     """
-    import json
-
     from nbclient import NotebookClient
-    from nbformat import from_dict, write
+    from nbformat import read, write
 
     from .reporting.build import export
 
@@ -31,7 +29,7 @@ def demo(out_dir: Path) -> int:
     # the kernel records this path in the store, so the report finds what it wrote
     os.environ["LLMOPS_NB_NOTEBOOK"] = str(target)
     print(f"running {source.name} (project demo-{source.stem}) ...", file=sys.stderr, flush=True)
-    nb = from_dict(json.loads(source.read_text(encoding="utf-8")))
+    nb = read(source, as_version=4)
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
     ).execute()
