@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "models": "llmops_nb.registry",
     "model": "llmops_nb.registry",
     "lineage": "llmops_nb.registry",
+    # reports
+    "report": "llmops_nb.reporting",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
         set_alias,
     )
     from .registry import ModelVersion, lineage, model, models
+    from .reporting import report
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

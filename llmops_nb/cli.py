@@ -1,4 +1,4 @@
-"""`llmops-nb`: the command line (demo now; eval and report join as they land)."""
+"""`llmops-nb`: the command line (demo, eval, report)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,69 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_NOTEBOOKS = ("quickstart.ipynb", "prompts.ipynb", "tracing.ipynb", "evals.ipynb")
+DEMO_NOTEBOOK = "quickstart.ipynb"
 
 
 def demo(out_dir: Path) -> int:
-    """Execute the bundled notebooks on the embedded defaults and save the executed copies."""
-    import nbformat
+    """Run the quickstart headless on the embedded defaults, export it, print the report's path.
+
+    The other tour notebooks run in the tests, not here: the demo is the one lifecycle.
+    """
     from nbclient import NotebookClient
+    from nbformat import read, write
+
+    from .reporting.build import export
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     root = Path(__file__).resolve().parent.parent / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    ran = 0
-    for name in DEMO_NOTEBOOKS:
-        path = root / name
-        if not path.exists():
-            continue
-        # each notebook in a project of its own: the tours reuse prompt names
-        os.environ["LLMOPS_NB_PROJECT"] = f"demo-{path.stem}"
-        print(f"running {path.name} (project demo-{path.stem}) ...", flush=True)
-        nb = nbformat.read(path, as_version=4)
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
-        ).execute()
-        target = out_dir / path.name
-        nbformat.write(nb, target)
-        print(f"  executed -> {target}")
-        ran += 1
-    from . import config
+    source, target = root / DEMO_NOTEBOOK, (out_dir / DEMO_NOTEBOOK).resolve()
+    os.environ["LLMOPS_NB_PROJECT"] = f"demo-{source.stem}"
+    # the kernel records this path in the store, so the report finds what it wrote
+    os.environ["LLMOPS_NB_NOTEBOOK"] = str(target)
+    print(f"running {source.name} (project demo-{source.stem}) ...", file=sys.stderr, flush=True)
+    nb = read(source, as_version=4)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+    ).execute()
+    write(nb, target)
+    print(f"executed -> {target}", file=sys.stderr)
+    print(export(target))
+    return 0
 
-    print(f"{ran} notebook(s) ran; store: {config.mask_url(config.store_url())}")
-    return 0 if ran else 1
+
+def report(args: argparse.Namespace) -> int:
+    from .errors import LLMOpsError
+    from .reporting.build import export
+
+    try:
+        written = export(args.notebook, args.output, no_code=args.no_code, project=args.project)
+    except LLMOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(written)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmops-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="run the bundled notebooks end to end")
-    p_demo.add_argument("-o", "--out", default="reports", help="folder for executed notebooks")
+    p_demo = sub.add_parser("demo", help="run the quickstart end to end and export its report")
+    p_demo.add_argument("-o", "--out", default="reports", help="folder for the notebook and report")
+    p_report = sub.add_parser("report", help="export a notebook to one self-contained HTML report")
+    p_report.add_argument("notebook", help="the .ipynb file")
+    p_report.add_argument("-o", "--output", help="the HTML file (default: NB.report.html)")
+    p_report.add_argument("--no-code", action="store_true", help="hide the code cells' source")
+    p_report.add_argument("--project", help="project for prompts the outputs name without one")
     from .evals import gate
 
     gate.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(Path(args.out))
+    if args.command == "report":
+        return report(args)
     if args.command == "eval":
         return gate.main(args)
     return 2

@@ -207,9 +207,11 @@ class LLMOps(Magics):
 
     @line_magic
     def llmops(self, line: str) -> None:
-        """%llmops (status) | %llmops project NAME"""
+        """%llmops (status) | %llmops project NAME | %llmops report [PATH] [--no-code]"""
         words = split_line(line)
-        if not words:
+        if words and words[0] == "report":
+            self._report(words[1:])
+        elif not words:
             print(banner())
         elif words[0] == "project" and len(words) == 2:
             config.set_project(words[1])
@@ -217,7 +219,21 @@ class LLMOps(Magics):
         elif words[0] == "project" and len(words) == 1:
             print(f"project {config.current_project()}")
         else:
-            raise UsageError("usage: %llmops | %llmops project NAME")
+            raise UsageError(
+                "usage: %llmops | %llmops project NAME | %llmops report [PATH] [--notebook NB]"
+            )
+
+    def _report(self, words: list[str]) -> None:
+        """Export the current notebook (as last saved) to PATH, default NB.report.html."""
+        p = _parser("%llmops report", "Export this notebook to one self-contained HTML file.")
+        p.add_argument("path", nargs="?", help="the HTML file to write")
+        p.add_argument("--notebook", help="the notebook, when the kernel cannot tell")
+        p.add_argument("--no-code", dest="no_code", action="store_true", help="hide code")
+        args = p.parse_args(words)
+        from .reporting import report
+
+        written = report(args.notebook, args.path, no_code=args.no_code)
+        print(f"report written: {written}")
 
     # --- traces -----------------------------------------------------------------------
 
