@@ -11,28 +11,28 @@ from typing import Any
 
 
 def eval_html(run: Any) -> str:
-    """The eval grid's static rendering: its heatmaps (inline SVG), summary, regressions
-    against the baseline. (Not run.chart(): altair costs seconds to import, and the
-    grid's heatmaps are the same view.)"""
-    from ..widgets.eval_grid import eval_grid_html, grid_data
+    """The eval grid's static rendering of its view: heatmaps (inline SVG), summary and
+    regressions against the baseline (not run.chart(): altair costs seconds to import)."""
+    from ..views.evals import eval_view
+    from ..widgets.eval_grid import static_html
 
-    return eval_grid_html(grid_data(run))
+    return static_html(eval_view(run))
 
 
 def trace_html(trace: Any) -> str:
     """The trace viewer's static rendering: span tree, waterfall, inputs/outputs, tokens, cost."""
-    from ..widgets.trace_viewer import trace_html as render
-    from ..widgets.trace_viewer import trace_view_data
+    from ..views.traces import trace_view
+    from ..widgets.trace_viewer import static_html
 
-    return render(trace_view_data(trace))
+    return static_html(trace_view(trace))
 
 
 def prompt_html(version: Any) -> str:
     """The prompt panel's static rendering: version, aliases, history, diff to the previous."""
-    from ..prompting import panel_data
-    from ..widgets.prompt_panel import prompt_panel_html
+    from ..views.prompts import prompt_view
+    from ..widgets.prompt_panel import static_html
 
-    return prompt_panel_html(panel_data(version))
+    return static_html(prompt_view(version))
 
 
 def finetune_available() -> bool:
@@ -59,12 +59,7 @@ def finetune_html(job_ref: int | str) -> str | None:
 
 
 def svg(chart: Any) -> str:
-    """A chart (an altair chart or a Vega-Lite dict) as inline SVG, drawn by vl-convert."""
-    import vl_convert
+    """A chart (an altair chart or a Vega-Lite dict) as sanitized inline SVG."""
+    from ..charts import svg as chart_svg
 
-    spec = chart if isinstance(chart, dict) else chart.to_dict()
-    version = str(spec.get("$schema", "")).rsplit("/v", 1)[-1].removesuffix(".json")
-    major_minor = ".".join(version.split(".")[:2])
-    supported = vl_convert.get_vegalite_versions()
-    kwargs = {"vl_version": major_minor} if major_minor in supported else {}
-    return str(vl_convert.vegalite_to_svg(spec, **kwargs))
+    return chart_svg(chart)
