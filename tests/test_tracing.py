@@ -27,6 +27,7 @@ from llmops_nb.llm import runtime
 from llmops_nb.store import get_store
 from llmops_nb.store import models as m
 from llmops_nb.testing import OpenAIServer
+from llmops_nb.tracing.calls import settle
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -35,7 +36,7 @@ MODEL = "openai/gpt-4o-mini"
 def settled() -> Iterator[None]:
     """Spans a test leaves in flight are stored before the next test's store takes over."""
     yield
-    tracing._settle(None, timeout=5)
+    settle(None, timeout=5)
     tracing.flush()
 
 
@@ -399,40 +400,6 @@ def test_feedback_is_stored() -> None:
         tracing.feedback(t.id, 5)
     with pytest.raises(NotFound, match="no trace"):
         tracing.feedback("0" * 32, 1)
-
-
-def test_viewer_feedback_message_is_stored() -> None:
-    add(3)
-    viewer = tracing.show()
-    viewer._on_message(viewer, {"type": "feedback", "score": -1, "comment": "too slow"}, [])
-    stored = get_store().trace_feedback(viewer.trace_id)
-    assert [(f.score, f.comment) for f in stored] == [(-1, "too slow")]
-    assert viewer.data["feedback"][0]["comment"] == "too slow"
-
-
-def test_static_html_escapes_model_output(litellm: Any, fresh_server: OpenAIServer) -> None:
-    evil = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
-    fresh_server.configure(reply=lambda body: evil)
-
-    @lo.trace
-    def ask(q: str) -> str:
-        r = litellm.completion(
-            model=MODEL,
-            messages=[{"role": "user", "content": q}],
-            api_base=fresh_server.base_url,
-            api_key="sk-test",
-        )
-        return r.choices[0].message.content
-
-    assert ask("<b>hi</b>") == evil
-    data, _meta = lo.last_trace()._repr_mimebundle_()
-    page = data["text/html"]
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert "&lt;b&gt;hi&lt;/b&gt;" in page
-    assert "<script" not in page and "<img" not in page and "<b>" not in page
-    assert "application/vnd.jupyter.widget-view+json" in data
-    assert data["text/plain"].startswith("trace ask ")
 
 
 def test_get_trace_and_traces_frame() -> None:
