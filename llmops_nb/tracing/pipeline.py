@@ -347,13 +347,13 @@ class StoreProcessor:
             self.failing_since = now
             log.warning(
                 "llmops_nb tracing: the store failed (%s); spans are kept and retried "
-                "for up to %.0f s",
+                "for up to %g s",
                 reason,
                 RETRY_FOR,
             )
-        elif now - self.failing_since >= RETRY_FOR and self.pending:
-            batch = self.pending.popleft()
-            self.report_drop(len(batch.rows), f"the store failed for {RETRY_FOR:.0f} s: {reason}")
+        elif now - self.failing_since >= RETRY_FOR and (self.pending or self.queue):
+            batch = self.pending.popleft() if self.pending else self._prepare()
+            self.report_drop(len(batch.rows), f"the store failed for {RETRY_FOR:g} s: {reason}")
 
     def _prepare(self) -> _Batch:
         """Take up to BATCH spans off the queue as masked rows and trace deltas."""
