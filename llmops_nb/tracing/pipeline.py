@@ -57,6 +57,7 @@ FULL_WAIT = 5.0  # seconds a traced call waits for room in a full queue, then dr
 RETRY_FOR = 30.0  # seconds of continuous store failure before batches are dropped
 EXIT_WAIT = 5.0  # seconds the exit hook keeps retrying a failing store
 _REPORT_EVERY = 10.0  # seconds between two warnings about dropped spans
+_OPEN_WAIT = 60.0  # seconds a flush waits for the store's first opening
 
 # open span id -> its payload [kind, inputs, outputs], which the processor queues at its end
 payloads: dict[int, list[Any]] = {}
@@ -286,7 +287,9 @@ class StoreProcessor:
         """Store every queued span now (in the calling thread), retrying a failing store
         for up to TIMEOUT seconds; True when nothing is left queued."""
         deadline = time.monotonic() + timeout
-        self.store_ready.wait(timeout)  # a reader must find the spans in the store, not a spool
+        # a reader must find the spans in the store, not in the spool: let the store open
+        # (bounded by its own connect and lock timeouts)
+        self.store_ready.wait(max(timeout, _OPEN_WAIT))
         backoff = 0.05
         while True:
             if self.write_pass():
