@@ -92,9 +92,17 @@ def test_postgres_restart_mid_run_loses_no_span(own_pg: pgserver.PgServer) -> No
         deadline -= 0.1
     reset_store()
     restarted = pgserver._run(
-        own_pg, [
-            f"{own_pg.bindir}/pg_ctl", "-D", own_pg.datadir, "-m", "fast", "-w",
-            "-l", f"{own_pg.datadir}/server.log", "restart",
+        own_pg,
+        [
+            f"{own_pg.bindir}/pg_ctl",
+            "-D",
+            own_pg.datadir,
+            "-m",
+            "fast",
+            "-w",
+            "-l",
+            f"{own_pg.datadir}/server.log",
+            "restart",
         ],
     )
     assert restarted.returncode == 0, restarted.stderr

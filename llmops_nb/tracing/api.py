@@ -451,5 +451,3 @@ def _wrap_async_generator(fn: Callable[..., Any], span_name: str, kind: str, cap
         sp.end()
 
     return wrapper
-
-
