@@ -69,6 +69,7 @@ def own_pg() -> Iterator[pgserver.PgServer]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_postgres_restart_mid_run_loses_no_span(own_pg: pgserver.PgServer) -> None:
     url = own_pg.create_database("restart")
     get_store(url)  # the schema, before the workers share it
