@@ -547,7 +547,6 @@ sys.exit(1 if any(codes) else 0)
 def test_four_processes_store_every_llm_span(store_url: str, openai_server: OpenAIServer) -> None:
     n, procs = 500, 4
     env = {**os.environ, "LLMOPS_NB_STORE": store_url}
-    started = time.monotonic()
     launcher = subprocess.run(
         [sys.executable, "-c", LAUNCHER, openai_server.base_url, str(n), str(procs)],
         env=env,
@@ -556,7 +555,6 @@ def test_four_processes_store_every_llm_span(store_url: str, openai_server: Open
         timeout=240,
     )
     assert launcher.returncode == 0, launcher.stderr[-3000:]
-    elapsed = time.monotonic() - started
     store = get_store(store_url)
     with store.session() as s:
         llm_spans = s.execute(
@@ -569,7 +567,6 @@ def test_four_processes_store_every_llm_span(store_url: str, openai_server: Open
     assert [tuple(r) for r in per_trace] == [(2, n * procs)]
     assert tokens > 0
     assert store.count_traces("default", name="worker_call") == n * procs
-    assert elapsed < 120
 
 
 # --- OTLP export ------------------------------------------------------------------------------
