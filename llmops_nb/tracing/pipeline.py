@@ -196,7 +196,7 @@ class StoreProcessor:
                 ctx.span_id,
                 config.settings.project,
                 self.notebook,
-                eval_run_of(span.attributes),
+                eval_run_of(span.attributes) if span.name == "eval" else None,
             )
             self.last_root = ctx.trace_id
         self.live.add(ctx.span_id)
