@@ -252,13 +252,15 @@ for start in range(0, N, 5000):
 store.update_eval_run(run_row.id, status="done")
 write_s = time.perf_counter() - t0
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from llmops_nb.views.evals import eval_view
+
 t0 = time.perf_counter()
 run = lo.EvalRun.load(run_row.id)
 results = run.results
 read_s = time.perf_counter() - t0
 t0 = time.perf_counter()
 summary = run.summary()
-data = run.panel_data()
+data = eval_view(run)
 agg_s = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows": results.height, "frame_mb": results.estimated_size("mb"),

@@ -57,7 +57,6 @@ PANELS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("llmops_nb.prompting", "PromptVersion"): prompt_panel,
     ("llmops_nb.evals.run", "EvalRun"): eval_panel,
     ("llmops_nb.tracing.records", "Trace"): trace_panel,
-    ("llmops_nb.tracing", "Trace"): trace_panel,  # until tracing is a package
 }
 
 

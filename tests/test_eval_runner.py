@@ -426,8 +426,7 @@ def test_eval_magic_binds_the_run_and_shows_the_panel(server: OpenAIServer) -> N
         assert shell.user_ns["faq_run"] is run and shell.user_ns["_"] is run
         assert run.spec["concurrency"] == 2 and run.spec["cache"] is False
         assert run.spec["data"]["name"] == "faq_df"
-        bundle = run._repr_mimebundle_()
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data, _metadata = shell.display_formatter.format(run)
         assert "application/vnd.jupyter.widget-view+json" in data
         assert "<svg" in data["text/html"] and "capital@2" in data["text/html"]
         assert "capital@1 x weak: contains=0.60" in data["text/plain"]

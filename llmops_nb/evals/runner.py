@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import config
+from .. import config, tracing
 from ..errors import LLMOpsError, StoreUnavailable
 from .progress import drive
 from .scorers import Score, ScoreContext, Scorer, ScorerError, build_scorer
@@ -566,15 +566,16 @@ class _Executor:
         messages: list[dict[str, Any]] = []
         try:
             messages = p.render(row)
-            completion = await self.acomplete(
-                model,
-                messages=messages,
-                cache=plan.cache,
-                api_base=m.api_base,
-                api_key=m.api_key,
-                **self.call_kwargs,
-                **{**p.parameters, **m.parameters},
-            )
+            with tracing.eval_span(self.run_id):  # the run's calls are grouped under it
+                completion = await self.acomplete(
+                    model,
+                    messages=messages,
+                    cache=plan.cache,
+                    api_base=m.api_base,
+                    api_key=m.api_key,
+                    **self.call_kwargs,
+                    **{**p.parameters, **m.parameters},
+                )
             output = completion.text
             trace_id = completion.trace_id
         except LLMOpsError as exc:

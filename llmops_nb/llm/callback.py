@@ -6,7 +6,10 @@ The span opens in litellm's pre-call hook, which runs in the caller's thread and
 context, so it nests under the caller's current span and its trace id is known before
 the call returns (`tracing.trace_id_for_call`). It closes in the success or failure
 hook: inline for async calls (`async_post_call_success_deployment_hook`) and for
-failures; from litellm's logging thread for sync successes.
+failures; from litellm's logging thread for sync successes, which is why the post-call
+hook (the response is in) tells tracing that the end is on its way
+(`tracing.expect_call_end`), so readers wait for it. A cancelled async call reports no
+outcome: tracing ends its span as cancelled when its task is cancelled.
 
 Only named fields are recorded (model, messages, a few request parameters, the reply,
 usage, cost): never litellm's kwargs wholesale, so API keys and auth headers cannot
@@ -79,6 +82,14 @@ def _logger_class(litellm: ModuleType) -> type:
         def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
             _start(kwargs, messages)
 
+        # the response is in (caller's thread): a sync success is logged from another thread
+        def log_post_api_call(
+            self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            call_id = _call_id(kwargs)
+            if call_id is not None:
+                tracing.expect_call_end(call_id)
+
         # sync success: litellm's logging thread
         def log_success_event(
             self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -145,7 +156,7 @@ def _ns(value: Any) -> int | None:
 
 def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
     call_id = _call_id(kwargs)
-    if call_id is None or call_id in tracing._calls:
+    if call_id is None or tracing.is_call_open(call_id):
         return None  # litellm may run its pre-call hook more than once per attempt
     params: Mapping[str, Any] = kwargs.get("litellm_params") or {}
     optional: Mapping[str, Any] = kwargs.get("optional_params") or {}
@@ -179,9 +190,6 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
         inputs: dict[str, Any] = {"input": kwargs.get("input", messages)}
     else:
         inputs = {"messages": messages}
-    is_async = bool(
-        params.get("acompletion") or params.get("aembedding") or call_type.startswith("a")
-    )
     secrets = _secrets(kwargs)
     tracing.add_secrets(secrets)  # also masked wherever else they show up in this trace
     trace_id = tracing.start_call_span(
@@ -190,7 +198,6 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
         attributes=attributes,
         inputs=_scrub(tracing.jsonable(inputs), secrets),
         start_ns=_ns(kwargs.get("start_time")),
-        waitable=not is_async,
     )
     return trace_id
 
@@ -201,7 +208,7 @@ def _ensure_started(kwargs: Mapping[str, Any]) -> str | None:
     call_id = _call_id(kwargs)
     if call_id is None:
         return None
-    if call_id in tracing._calls:
+    if tracing.is_call_open(call_id):
         return call_id
     if tracing.trace_id_for_call(call_id) is not None:
         return None  # already closed: a second hook reporting the same outcome
@@ -342,14 +349,14 @@ def _secrets(kwargs: Mapping[str, Any]) -> set[str]:
     for source in sources:
         if isinstance(source, dict):
             _collect(source.items(), found, 0)
-    return found | tracing._known_secrets  # with the key-like environment variables
+    return found | tracing.known_secrets()  # with the key-like environment variables
 
 
 def _collect(items: Iterable[tuple[Any, Any]], found: set[str], depth: int) -> None:
     for key, value in items:
         if value is None or value.__class__ in _PLAIN:
             continue
-        secret_key = isinstance(key, str) and tracing._is_secret_name(key)
+        secret_key = isinstance(key, str) and tracing.is_secret_name(key)
         if isinstance(value, str):
             if secret_key and len(value) >= 6:
                 found.add(value)

@@ -183,6 +183,7 @@ class Trace(SQLModel, table=True):
     __table_args__ = (
         Index("ix_trace_project_start", "project_id", "start_ns"),
         Index("ix_trace_project_name", "project_id", "name"),
+        Index("ix_trace_eval_run", "eval_run_id", "start_ns"),
     )
 
     id: str = Field(primary_key=True)  # OpenTelemetry trace id, 32 hex digits
@@ -197,6 +198,8 @@ class Trace(SQLModel, table=True):
     output_tokens: int = 0
     cost: float = 0.0
     notebook_path: Optional[str] = None
+    # the eval run whose cell's call this trace holds (no foreign key: spans come first)
+    eval_run_id: Optional[int] = None
 
 
 class Span(SQLModel, table=True):

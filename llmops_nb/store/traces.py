@@ -33,9 +33,11 @@ _trace_table = m.Trace.__table__  # type: ignore[attr-defined]
 class TraceDelta:
     """What one batch of spans adds to its trace's row (computed by the exporter).
 
-    `root` says the batch holds the trace's root span: its name, status and error become
-    the trace's. Until the root arrives, a failed child makes the trace's status "error"
-    (`has_error`, `error`), so a trace whose root never ends still shows its failure.
+    `root` says the batch holds the trace's root span: its name, status (`root_status`:
+    ok, error or cancelled) and error become the trace's. Until the root arrives, a failed
+    child makes the trace's status "error" (`has_error`, `error`), so a trace whose root
+    never ends still shows its failure. `eval_run_id` is the eval run the trace's call
+    belongs to.
     """
 
     id: str
@@ -51,7 +53,9 @@ class TraceDelta:
     has_error: bool = False
     root: bool = False
     root_error: str | None = None
+    root_status: str | None = None  # None: "error" when root_error is set, else "ok"
     notebook_path: str | None = None
+    eval_run_id: int | None = None
 
 
 class TraceQueries(StoreBase):
@@ -60,17 +64,30 @@ class TraceQueries(StoreBase):
     # --- writes ------------------------------------------------------------------
 
     def record_spans(
-        self, spans: Sequence[Mapping[str, Any]], deltas: Sequence[TraceDelta]
+        self,
+        spans: Sequence[Mapping[str, Any]],
+        deltas: Sequence[TraceDelta],
+        *,
+        if_absent: bool = False,
     ) -> None:
         """Insert SPANS (dicts with the span columns) and fold DELTAS into the trace rows.
 
         One transaction: a reader sees a trace's totals and its spans change together.
+        `if_absent` is for a batch retried after an error that may have come after its
+        commit (a dropped connection): when its first span is already stored, the whole
+        batch is (one transaction), and nothing is written twice.
         """
         project_ids = {d.project: self.project_id(d.project) for d in deltas}
         span_rows = [_span_values(row) for row in spans]
 
         def apply(s: Session) -> None:
             conn = s.connection()
+            if if_absent and span_rows:
+                stored = conn.execute(
+                    sa_select(_span_table.c.id).where(_span_table.c.id == span_rows[0][0])
+                ).first()
+                if stored is not None:
+                    return
             if span_rows:
                 _insert_spans(conn, span_rows)
             if not deltas:
@@ -108,6 +125,7 @@ class TraceQueries(StoreBase):
                         output_tokens=bindparam("b_output_tokens"),
                         cost=bindparam("b_cost"),
                         notebook_path=bindparam("b_notebook_path"),
+                        eval_run_id=bindparam("b_eval_run_id"),
                     ),
                     [{f"b_{k}": row[k] for k in _UPDATED} for row in changed],
                 )
@@ -156,9 +174,13 @@ class TraceQueries(StoreBase):
         status: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        eval_run_id: int | None = None,
     ) -> list[m.Trace]:
-        """Traces of PROJECT, latest first (by start), filtered by name, status and time."""
-        query = self._filtered(select(m.Trace), project, name, status, since_ns, until_ns)
+        """Traces of PROJECT, latest first (by start), filtered by name, status, time and
+        eval run."""
+        query = self._filtered(
+            select(m.Trace), project, name, status, since_ns, until_ns, eval_run_id
+        )
         query = query.order_by(m.Trace.start_ns.desc(), m.Trace.id.desc())  # type: ignore[attr-defined]
         query = query.offset(max(0, offset)).limit(max(0, limit))
         with self.session() as s:
@@ -172,6 +194,7 @@ class TraceQueries(StoreBase):
         status: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        eval_run_id: int | None = None,
     ) -> int:
         """How many traces `list_traces` would page through with the same filters."""
         query = self._filtered(
@@ -181,6 +204,7 @@ class TraceQueries(StoreBase):
             status,
             since_ns,
             until_ns,
+            eval_run_id,
         )
         with self.session() as s:
             return int(s.execute(query).scalar_one())
@@ -217,8 +241,11 @@ class TraceQueries(StoreBase):
         status: str | None,
         since_ns: int | None,
         until_ns: int | None,
+        eval_run_id: int | None = None,
     ) -> Any:
         query = query.where(m.Trace.project_id == self.project_id(project))
+        if eval_run_id is not None:
+            query = query.where(m.Trace.eval_run_id == eval_run_id)
         if name is not None:
             query = query.where(m.Trace.name == name)
         if status is not None:
@@ -265,7 +292,12 @@ _UPDATED = (
     "output_tokens",
     "cost",
     "notebook_path",
+    "eval_run_id",
 )
+
+
+def _root_status(d: TraceDelta) -> str:
+    return d.root_status or ("error" if d.root_error else "ok")
 
 
 def _new_trace_row(d: TraceDelta, project_id: int) -> dict[str, Any]:
@@ -273,7 +305,7 @@ def _new_trace_row(d: TraceDelta, project_id: int) -> dict[str, Any]:
         "id": d.id,
         "project_id": project_id,
         "name": d.name,
-        "status": "error" if (d.root_error if d.root else d.has_error) else "ok",
+        "status": _root_status(d) if d.root else ("error" if d.has_error else "ok"),
         "error": d.root_error if d.root else d.error,
         "start_ns": d.start_ns,
         "end_ns": d.end_ns,
@@ -282,6 +314,7 @@ def _new_trace_row(d: TraceDelta, project_id: int) -> dict[str, Any]:
         "output_tokens": d.output_tokens,
         "cost": d.cost,
         "notebook_path": d.notebook_path,
+        "eval_run_id": d.eval_run_id,
     }
 
 
@@ -295,10 +328,12 @@ def _merge(row: dict[str, Any], d: TraceDelta) -> None:
     row["end_ns"] = d.end_ns if row["end_ns"] is None else max(row["end_ns"], d.end_ns)
     if d.root:  # the root's outcome is the trace's; failed steps stay visible as spans
         row["name"] = d.name
-        row["status"] = "error" if d.root_error else "ok"
+        row["status"] = _root_status(d)
         row["error"] = d.root_error
     if d.notebook_path and not row["notebook_path"]:
         row["notebook_path"] = d.notebook_path
+    if d.eval_run_id is not None and row.get("eval_run_id") is None:
+        row["eval_run_id"] = d.eval_run_id
 
 
 def _clamp(ns: int) -> int:
