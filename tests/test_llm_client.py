@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from sqlalchemy import inspect, text
@@ -90,7 +89,7 @@ def test_cache_hit_is_marked_and_never_reaches_the_server(
     assert second.text == first.text == "echo: cache me"
     assert second.usage == first.usage
     assert second.cost == first.cost
-    assert second.trace_id is None
+    assert second.trace_id == first.trace_id  # the trace of the call that filled the cache
     assert fresh_server.stats.requests == 1
     key = cache_key(MODEL, [{"role": "user", "content": "cache me"}], {"temperature": 0},
                     fresh_server.base_url)  # fmt: skip
@@ -138,14 +137,19 @@ def test_api_keys_never_reach_the_store(
 
 def test_retry_after_is_honoured_and_requests_counted(fresh_server: OpenAIServer) -> None:
     fresh_server.fail_next(429, times=2, retry_after=0.3)
-    start = time.perf_counter()
     c = call(fresh_server, "patience", cache=False, retries=3)
-    elapsed = time.perf_counter() - start
 
     assert c.text == "echo: patience"
     assert (fresh_server.stats.requests, fresh_server.stats.rate_limited) == (3, 2)
-    assert elapsed >= 0.6  # two waits of Retry-After: 0.3 s
-    assert c.latency_ms >= 600  # what the user waited, retries included
+    # what the user waited, retries included: at least the two Retry-After waits
+    # (how long a call takes is measured in benchmarks/bench_llm.py)
+    assert c.latency_ms >= 600
+    # a Retry-After beyond the call's deadline fails at once, saying why
+    fresh_server.fail_next(429, times=1, retry_after=5)
+    with pytest.raises(ModelCallError, match="deadline of 3 s leaves no time") as err:
+        call(fresh_server, "too patient", cache=False, timeout=1.5, deadline=3)
+    assert "rate limited (429)" in str(err.value)
+    assert fresh_server.stats.requests == 4
 
 
 def test_retries_exhausted_is_one_clear_error(fresh_server: OpenAIServer) -> None:
@@ -194,12 +198,11 @@ def test_flaky_server_every_call_succeeds_or_fails_clearly(fresh_server: OpenAIS
     assert stats.requests <= 4 * n
 
 
+@pytest.mark.timeout(60)
 def test_timeout_is_honoured(fresh_server: OpenAIServer) -> None:
-    fresh_server.configure(latency_ms=3000)
-    start = time.perf_counter()
+    fresh_server.configure(latency_ms=30_000)  # far beyond the timeout and the test's limit
     with pytest.raises(ModelTimeout, match=r"no response within 0\.3 s"):
         call(fresh_server, "slow", cache=False, timeout=0.3, retries=0)
-    assert time.perf_counter() - start < 2.5
     with pytest.raises(ModelTimeout):
         asyncio.run(
             lo.acomplete(
@@ -212,7 +215,6 @@ def test_timeout_is_honoured(fresh_server: OpenAIServer) -> None:
                 retries=0,
             )  # fmt: skip
         )
-    assert time.perf_counter() - start < 5
     assert fresh_server.stats.requests == 2
 
 
@@ -270,7 +272,11 @@ def test_trace_id_names_the_calls_trace(openai_server: OpenAIServer) -> None:
     llm_spans = [s for s in trace.spans if s.kind == "llm"]
     assert len(llm_spans) == 1 and trace.status == "ok"
     assert "echo: traced" in repr(llm_spans[0].outputs)
-    # each call is its own trace; a cached answer made no model call, so no span
+    # each call is its own trace; a cached answer made no model call: it links to the
+    # trace of the call that filled the cache
     assert call(openai_server, "traced", cache=False).trace_id != c.trace_id
-    assert call(openai_server, "traced again").trace_id is not None
-    assert call(openai_server, "traced again").trace_id is None
+    filled = call(openai_server, "traced again")
+    hit = call(openai_server, "traced again")
+    assert (filled.cached, hit.cached) == (False, True)
+    assert filled.trace_id is not None and hit.trace_id == filled.trace_id
+    assert "echo: traced again" in repr(lo.get_trace(hit.trace_id).spans[0].outputs)

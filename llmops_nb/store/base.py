@@ -27,7 +27,7 @@ from . import models as m
 
 T = TypeVar("T")
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002_llm"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _RETRIES = 40
 
