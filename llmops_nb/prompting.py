@@ -391,8 +391,13 @@ def register_prompt(
 def _register(
     name: str, parsed: ParsedPrompt, *, model: str | None, message: str | None, project: str | None
 ) -> RegisterResult:
+    from .redaction import drop_secrets
+
     project = _project(project)
     model = model or parsed.model
+    # api_key=... and the like in the front matter are never stored (nor sent as '***')
+    parameters = drop_secrets(parsed.parameters)
+    parsed = ParsedPrompt(parsed.template, parsed.model, parameters, parsed.meta)
     row, created = _store().add_prompt_version(
         project,
         name,

@@ -116,9 +116,7 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if _depth > 50:
         return value
     if isinstance(value, Mapping):
-        return {
-            k: (MASK if _masked_key(k, v) else redact(v, _depth + 1)) for k, v in value.items()
-        }
+        return {k: (MASK if _masked_key(k, v) else redact(v, _depth + 1)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, _depth + 1) for v in value]
     if isinstance(value, tuple):

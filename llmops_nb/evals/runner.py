@@ -288,17 +288,9 @@ def _build_scorers(spec: EvalSpec, columns: list[str]) -> list[Scorer]:
 
 def _check_model(model: str, api_base: str | None) -> None:
     """Fail before the run, not in every cell, when litellm does not know the provider."""
-    from ..llm import runtime
-    from ..llm.client import UnknownModel
+    from ..llm.client import check_model
 
-    litellm = runtime.litellm()
-    try:
-        litellm.get_llm_provider(model, api_base=api_base)
-    except Exception:
-        raise UnknownModel(
-            f"unknown model {model!r}: litellm needs a known provider prefix, e.g. "
-            "'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or 'local/<name>'"
-        ) from None
+    check_model(model, api_base)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -313,6 +305,7 @@ def run(
 ) -> EvalRun:
     """Store the data version and the run, execute the missing cells, return the EvalRun."""
     from .. import datasets
+    from ..redaction import redact
     from ..store import get_store
     from .run import EvalRun
 
@@ -338,7 +331,7 @@ def run(
         run_row = store.create_eval_run(
             plan.project,
             plan.name,
-            spec=described,
+            spec=redact(described),  # no credentials in api_base, extra_headers, ...
             dataset_version_id=version.id,
             baseline_run_id=baseline_id,
             n_cells=plan.n_cells,

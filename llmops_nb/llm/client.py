@@ -10,6 +10,7 @@ else: never into the cache key, the cached row, or an error message (`redaction`
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -359,7 +360,7 @@ def complete(
     while True:
         kwargs = call.next_attempt()
         try:
-            response = run_within(lambda: litellm.completion(**kwargs), call.budget)
+            response = run_within(functools.partial(litellm.completion, **kwargs), call.budget)
             break
         except Exception as exc:
             time.sleep(call.after_failure(litellm, exc))
@@ -397,7 +398,8 @@ async def acomplete(
     while True:
         kwargs = call.next_attempt()
         try:
-            response = await await_within(lambda: litellm.acompletion(**kwargs), call.budget)
+            attempt = functools.partial(litellm.acompletion, **kwargs)
+            response = await await_within(attempt, call.budget)
             break
         except Exception as exc:
             await asyncio.sleep(call.after_failure(litellm, exc))

@@ -48,9 +48,7 @@ class CacheQueries(StoreBase):
                 ms = int(CACHE_READ_WAIT * 1000)
                 s.exec(text(f"SET LOCAL statement_timeout = {ms}"))  # type: ignore[call-overload]
             row = s.exec(
-                select(m.CacheEntry.response, m.CacheEntry.trace_id).where(
-                    m.CacheEntry.key == key
-                )
+                select(m.CacheEntry.response, m.CacheEntry.trace_id).where(m.CacheEntry.key == key)
             ).first()
         if row is None:
             return None

@@ -207,9 +207,10 @@ class _App:
         if self.config.api_key is not None:
             if request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
                 stats.client_errors += 1
-                return body, _error(
-                    401, "Incorrect API key provided (test server)", "invalid_request_error",
-                    code="invalid_api_key",
+                given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+                return body, _error(  # quoting the key, as some providers do
+                    401, f"Incorrect API key provided: {given} (test server)",
+                    "invalid_request_error", code="invalid_api_key",
                 )  # fmt: skip
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
