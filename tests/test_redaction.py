@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import subprocess
 from pathlib import Path
+
 import pytest
 
 import llmops_nb as lo
