@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -280,3 +281,74 @@ def test_trace_id_names_the_calls_trace(openai_server: OpenAIServer) -> None:
     assert (filled.cached, hit.cached) == (False, True)
     assert filled.trace_id is not None and hit.trace_id == filled.trace_id
     assert "echo: traced again" in repr(lo.get_trace(hit.trace_id).spans[0].outputs)
+
+
+def _hold_write_lock(url: str) -> Any:
+    """Another connection that holds the response cache's write lock until closed."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")  # the one SQLite writer, until rollback
+        conn.execute("UPDATE response_cache SET hits = hits")
+        return conn
+    import psycopg
+
+    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+    conn.execute("LOCK TABLE response_cache IN EXCLUSIVE MODE")  # reads pass, writes wait
+    return conn
+
+
+def _in_thread(fn: Any, limit: float = 30) -> Any:
+    """fn() in a thread; fails the test if it is still waiting after LIMIT seconds (the
+    locks below are held for ever, so a call that waits on them never returns)."""
+    import threading
+
+    box: list[Any] = []
+    worker = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    worker.start()
+    worker.join(limit)
+    assert not worker.is_alive(), "the call waited on another connection's lock"
+    return box[0]
+
+
+@pytest.mark.timeout(120)
+def test_a_locked_cache_never_holds_a_model_call(
+    store_url: str, fresh_server: OpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    filled = call(fresh_server, "cached before the lock")
+    holder = _hold_write_lock(store_url)
+    try:
+        hit = _in_thread(lambda: call(fresh_server, "cached before the lock"))
+        assert hit.cached and hit.text == filled.text  # read past the lock; hit not counted
+        fresh = _in_thread(lambda: call(fresh_server, "asked during the lock"))
+        assert (fresh.cached, fresh.text) == (False, "echo: asked during the lock")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert fresh_server.stats.requests == 2
+    assert "cache" not in capsys.readouterr().err  # contention is not worth a warning
+    # the entry that could not be written during the lock is written by the next call
+    assert call(fresh_server, "asked during the lock").cached is False
+    assert call(fresh_server, "asked during the lock").cached is True
+
+
+def test_an_unreachable_store_does_not_fail_model_calls(
+    fresh_server: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("LLMOPS_NB_STORE", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+    first = call(fresh_server, "no store")
+    second = call(fresh_server, "no store")
+    assert [c.text for c in (first, second)] == ["echo: no store"] * 2
+    assert not first.cached and not second.cached
+    assert fresh_server.stats.requests == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "response cache" in line]
+    assert len(warnings) == 1, warnings  # one line, not one per call, and no traceback
+    assert "calling models without it" in warnings[0] and f":{port}" in warnings[0]
