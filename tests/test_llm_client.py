@@ -352,3 +352,50 @@ def test_an_unreachable_store_does_not_fail_model_calls(
     warnings = [line for line in capsys.readouterr().err.splitlines() if "response cache" in line]
     assert len(warnings) == 1, warnings  # one line, not one per call, and no traceback
     assert "calling models without it" in warnings[0] and f":{port}" in warnings[0]
+
+
+def test_embed_returns_a_float32_matrix_cached_and_traced(
+    store_url: str, fresh_server: OpenAIServer
+) -> None:
+    from llmops_nb.llm import aembed, embed
+    from llmops_nb.testing.openai_server import embed_text
+
+    texts = ["the cat sat", "the cat sat", "stock prices"]
+    kwargs = {"api_base": fresh_server.base_url, "api_key": KEY}
+    matrix = embed(texts, "openai/text-embedding-3-small", **kwargs)
+    assert matrix.dtype.name == "float32" and matrix.shape == (3, 64)
+    assert matrix[0].tolist() == pytest.approx(embed_text("the cat sat"), abs=1e-6)
+    assert (matrix[0] == matrix[1]).all()
+    assert fresh_server.stats.by_path["/v1/embeddings"] == 1
+    # the same texts again come from the cache, async too
+    again = asyncio.run(aembed(texts, "openai/text-embedding-3-small", **kwargs))
+    assert (again == matrix).all() and fresh_server.stats.by_path["/v1/embeddings"] == 1
+    tracing.flush()
+    assert any("embedding" in name for name in lo.traces(limit=20)["name"].to_list())
+    # failures are the same clear errors as completions'
+    fresh_server.fail_next(500, times=2)
+    with pytest.raises(ModelCallError, match=r"server error \(500\).*after 2 attempts"):
+        embed(["fails"], "openai/text-embedding-3-small", retries=1, cache=False, **kwargs)
+    with pytest.raises(ModelCallError, match="a text or a non-empty list"):
+        embed([], "openai/text-embedding-3-small")
+
+
+def test_embed_with_the_packaged_minilm_offline() -> None:
+    from llmops_nb.llm import embed
+
+    matrix = embed(["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."])
+    assert matrix.dtype.name == "float32" and matrix.shape == (3, 384)
+    norms = (matrix**2).sum(axis=1)
+    assert norms == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
+    similar, unrelated = float(matrix[0] @ matrix[1]), float(matrix[0] @ matrix[2])
+    assert similar > unrelated + 0.2
+
+
+def test_check_model_knows_providers_without_a_request(fresh_server: OpenAIServer) -> None:
+    from llmops_nb.llm import check_model
+
+    check_model(MODEL)
+    check_model("openai/anything", api_base=fresh_server.base_url)
+    with pytest.raises(UnknownModel, match="unknown model 'nosuchprovider/x'"):
+        check_model("nosuchprovider/x")
+    assert fresh_server.stats.requests == 0

@@ -259,20 +259,18 @@ async def _semantic(output: str, a: dict[str, Any], ctx: ScoreContext) -> Score:
             return _cosine(_local_embedding(output), _local_embedding(reference))
 
         return Score(max(0.0, min(1.0, await asyncio.to_thread(both))))
-    from ..llm import runtime
+    from ..llm import aembed
 
-    litellm = runtime.litellm()
-    kwargs: dict[str, Any] = {"model": model, "input": [output or " ", reference or " "]}
-    for key in ("api_base", "api_key"):
-        if a.get(key):
-            kwargs[key] = a[key]
     try:
-        response = await litellm.aembedding(**kwargs)
-    except Exception as exc:  # recorded on the row: one failing call never sinks the run
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Score(None, f"embedding call failed: {detail[:200]}")
-    data = response.data if hasattr(response, "data") else response["data"]
-    vectors = [d["embedding"] if isinstance(d, dict) else d.embedding for d in data]
+        vectors = await aembed(
+            [output or " ", reference or " "],
+            model,
+            api_base=a.get("api_base") or None,
+            api_key=a.get("api_key") or None,
+            cache=ctx.cache,
+        )
+    except LLMOpsError as exc:  # recorded on the row: one failing call never sinks the run
+        return Score(None, f"embedding call failed: {str(exc)[:200]}")
     return Score(max(0.0, min(1.0, _cosine(vectors[0], vectors[1]))))
 
 

@@ -79,6 +79,17 @@ _NOT_IN_KEY = frozenset(
         "max_retries", "deadline",
     }
 )  # fmt: skip
+
+
+class _TruthyZero(int):
+    """0 that is truthy: litellm's OpenAI embedding handler reads `max_retries or
+    DEFAULT_MAX_RETRIES`, which would turn a plain 0 into 2 hidden retries."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_NO_RETRIES = _TruthyZero(0)
 _RAW_FIELDS = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
 _jitter = random.Random()
 # Call ids: 128 random bits like uuid4().hex, without a getrandom syscall per call (one
@@ -132,7 +143,7 @@ def _public_url(url: str | None) -> str | None:
 
 
 @dataclass
-class _Call:
+class ModelCall:
     """One model call: what to send, and the bookkeeping of its attempts."""
 
     model: str
@@ -167,7 +178,11 @@ class _Call:
             "num_retries": 0,  # litellm's retries: off
             "litellm_call_id": self.call_id,
         }
-        kwargs["input" if self.operation == "embedding" else "messages"] = self.messages
+        if self.operation == "embedding":
+            kwargs["input"] = self.messages
+            kwargs["max_retries"] = _NO_RETRIES
+        else:
+            kwargs["messages"] = self.messages
         if self.api_base is not None:
             kwargs["api_base"] = self.api_base
         if self.api_key is not None:
@@ -179,7 +194,7 @@ class _Call:
         if isinstance(exc, AttemptTimeout):
             _end_abandoned_span(self.call_id, exc)
         error = _classify(litellm, exc, self)
-        error.trace_id = _trace_id(self.call_id)
+        error.trace_id = call_trace_id(self.call_id)
         if not error.retryable or self.attempt >= self.retries:
             health.record_failure(self.model, self.api_base, error)
             raise error from None
@@ -196,7 +211,7 @@ class _Call:
                 f"{'s' if self.attempt else ''}: the call's deadline of "
                 f"{self.deadline.total:g} s leaves no time for another)"
             )
-            error.trace_id = _trace_id(self.call_id)
+            error.trace_id = call_trace_id(self.call_id)
             health.record_failure(self.model, self.api_base, error)
             raise error from None
         self.attempt += 1
@@ -226,7 +241,7 @@ class _Call:
             cost=float(cost) if cost is not None else None,
             latency_ms=(time.perf_counter() - self.start) * 1000,
             cached=False,
-            trace_id=_trace_id(self.call_id),
+            trace_id=call_trace_id(self.call_id),
             finish_reason=getattr(choice, "finish_reason", None),
             raw={k: dumped[k] for k in _RAW_FIELDS if k in dumped},
         )
@@ -244,7 +259,7 @@ def prepare_call(
     api_key: str | None,
     params: dict[str, Any],
     operation: str = "completion",
-) -> _Call:
+) -> ModelCall:
     """Check the arguments of one call and set up its deadline and cache key."""
     start = time.perf_counter()
     model = model or settings.default_model
@@ -265,7 +280,7 @@ def prepare_call(
     if api_key:
         redaction.add_secrets([api_key])  # masked wherever it shows up: errors, traces
     use_cache = settings.cache if cache is None else bool(cache)
-    call = _Call(
+    call = ModelCall(
         model,
         messages,
         params,
@@ -291,7 +306,7 @@ def _messages(prompt: str | Messages | None, messages: Messages | None) -> Messa
     return messages
 
 
-def _cached_completion(call: _Call, found: dict[str, Any]) -> Completion:
+def _cached_completion(call: ModelCall, found: dict[str, Any]) -> Completion:
     usage = found.get("usage") or {}
     return Completion(
         text=found.get("text", ""),
@@ -354,7 +369,7 @@ def complete(
         found = response_cache.lookup(call.key)
         if found is not None:
             return _cached_completion(call, found)
-    litellm = _litellm(call)
+    litellm = litellm_for(call)
     health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
     while True:
@@ -392,7 +407,7 @@ async def acomplete(
         found = await asyncio.to_thread(response_cache.lookup, call.key)
         if found is not None:
             return _cached_completion(call, found)
-    litellm = _litellm(call)
+    litellm = litellm_for(call)
     health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
     while True:
@@ -434,7 +449,7 @@ def check_model(model: str, api_base: str | None = None) -> None:
     _known_models.add((model, api_base))
 
 
-def _litellm(call: _Call) -> ModuleType:
+def litellm_for(call: ModelCall) -> ModuleType:
     """litellm (imported on first use), after checking that it knows the model's provider."""
     from . import runtime
 
@@ -444,7 +459,7 @@ def _litellm(call: _Call) -> ModuleType:
     return litellm
 
 
-def _classify(litellm: ModuleType, exc: Exception, call: _Call) -> ModelError:
+def _classify(litellm: ModuleType, exc: Exception, call: ModelCall) -> ModelError:
     """The one-line error for a failed attempt; `retryable` says whether to try again."""
     status = getattr(exc, "status_code", None)
     detail = _detail(exc, call.api_key)
@@ -537,7 +552,7 @@ def _end_abandoned_span(call_id: str, exc: AttemptTimeout) -> None:
     end_call_span(call_id, attributes={"error.type": "ModelTimeout"}, error=str(exc))
 
 
-def _trace_id(call_id: str) -> str | None:
+def call_trace_id(call_id: str) -> str | None:
     """The trace the tracing callback opened for this litellm call (None before any call)."""
     if not call_id:
         return None
