@@ -1,9 +1,9 @@
 """Queries for the response cache: sha256 key -> a model's response, with a hit count.
 
-The cache sits in front of model calls, so it never makes one wait: its writes (the
-hit count, a new entry) wait at most `lock_wait` seconds for another connection's write
-lock and then give up with `CacheBusy`, which the caller treats as a miss or a skipped
-write. Everything else in the store waits as long as `StoreBase.write` does.
+The cache sits in front of model calls, so it never makes one wait long: its writes
+wait at most `lock_wait` seconds for another connection's write lock (a hit count a
+quarter second, a new entry two) and then give up with `CacheBusy`, which the caller
+treats as an uncounted hit or a skipped write. Everything else in the store waits as long as `StoreBase.write` does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from .base import StoreBase
 T = TypeVar("T")
 
 CACHE_LOCK_WAIT = 0.25
-"""Seconds a cache write waits for another connection's lock before giving up."""
+"""Seconds counting a hit waits for another connection's write lock before giving up."""
+CACHE_PUT_WAIT = 2.0
+"""Seconds storing an entry waits: enough for a grid's own concurrent writers to take
+turns, short enough that a lock held elsewhere costs a call two seconds, not minutes."""
 CACHE_READ_WAIT = 2.0
 """Seconds a cache read may take on PostgreSQL (SQLite readers never wait, in WAL mode)."""
 
@@ -74,7 +77,7 @@ class CacheQueries(StoreBase):
         model: str,
         response: dict[str, Any],
         trace_id: str | None = None,
-        lock_wait: float = CACHE_LOCK_WAIT,
+        lock_wait: float = CACHE_PUT_WAIT,
     ) -> None:
         """Store RESPONSE under KEY, with the trace of the call that made it; a concurrent
         writer of the same key wins or loses whole. Raises CacheBusy after LOCK_WAIT s."""
