@@ -206,9 +206,9 @@ class ModelCall:
                 f"{error} (the server asks to retry after {delay:g} s; try again later)"
             ) from None
         if not self.deadline.allows_wait(delay):
+            attempts = f"{self.attempt + 1} attempt{'s' if self.attempt else ''}"
             error = type(error)(
-                f"{error} (gave up after {self.attempt + 1} attempt"
-                f"{'s' if self.attempt else ''}: the call's deadline of "
+                f"{error} (gave up after {attempts}: the call's deadline of "
                 f"{self.deadline.total:g} s leaves no time for another)"
             )
             error.trace_id = call_trace_id(self.call_id)
@@ -471,9 +471,9 @@ def _classify(litellm: ModuleType, exc: Exception, call: ModelCall) -> ModelErro
         limit = (
             f"timeout={call.timeout:g}"
             if waited >= call.timeout
-            else f"the rest of the call's deadline of {call.deadline.total:g} s"
+            else f"what was left of the call's deadline of {call.deadline.total:g} s"
         )
-        error = ModelTimeout(f"{call.model}: no response within {waited:g} s{where} ({limit})")
+        error = ModelTimeout(f"{call.model}: no response within {waited:.3g} s{where} ({limit})")
         retryable = True
     elif isinstance(exc, litellm.NotFoundError) or status == 404:
         error = UnknownModel(f"{call.model}: model not found{where}: {detail}")

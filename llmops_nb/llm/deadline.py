@@ -42,7 +42,8 @@ DEFAULT_TIMEOUT = 60.0
 """Seconds for one attempt, end to end (connect, send, wait, read the whole reply)."""
 DEADLINE_FACTOR = 2.0
 """The whole call's default deadline, in timeouts."""
-MIN_ATTEMPT = 0.05  # seconds: less than this left of the deadline is not worth a request
+MIN_ATTEMPT = 1.0  # seconds (or a quarter of the timeout, if less): an attempt given
+# less than that of the deadline's rest is not worth a request
 
 
 class AttemptTimeout(TimeoutError):
@@ -69,14 +70,17 @@ class Deadline:
     def remaining(self) -> float:
         return self.total - (time.monotonic() - self.started)
 
+    @property
+    def min_attempt(self) -> float:
+        return min(MIN_ATTEMPT, self.timeout / 4)
+
     def attempt_budget(self) -> float:
-        """Seconds for the next attempt; 0 when the deadline leaves no room for one."""
-        left = self.remaining()
-        return min(self.timeout, left) if left >= MIN_ATTEMPT else 0.0
+        """Seconds for the next attempt: the timeout, or what is left of the deadline."""
+        return max(self.min_attempt, min(self.timeout, self.remaining()))
 
     def allows_wait(self, seconds: float) -> bool:
-        """Whether waiting SECONDS still leaves room for another attempt."""
-        return self.remaining() - seconds >= MIN_ATTEMPT
+        """Whether waiting SECONDS still leaves room for a worthwhile attempt."""
+        return self.remaining() - seconds >= self.min_attempt
 
 
 async def await_within(make: Callable[[], Awaitable[T]], seconds: float) -> T:

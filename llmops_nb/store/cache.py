@@ -3,7 +3,8 @@
 The cache sits in front of model calls, so it never makes one wait long: its writes
 wait at most `lock_wait` seconds for another connection's write lock (a hit count a
 quarter second, a new entry two) and then give up with `CacheBusy`, which the caller
-treats as an uncounted hit or a skipped write. Everything else in the store waits as long as `StoreBase.write` does.
+treats as an uncounted hit or a skipped write. Everything else in the store waits as
+long as `StoreBase.write` does.
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ class _App:
         self.recent.append({"path": path, "headers": dict(request.headers), "body": body})
         while self.config.hang:  # counted and recorded, never answered (until hang is unset)
             if request.transport is None or request.transport.is_closing():
-                return body, web.Response(status=499)  # the client gave up: nobody reads this
+                raise asyncio.CancelledError  # the client gave up: nothing to answer
             await asyncio.sleep(0.05)
         if self.config.api_key is not None:
             if request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
