@@ -5,7 +5,11 @@ it has its own core) in the same run, in interleaved rounds; the figure is the m
 per-call time. Target: lo.complete ≤ 1.1× bare litellm. Also printed: the server's
 capacity, a cache hit, and acomplete throughput.
 
-    python benchmarks/bench_llm.py [--calls 100] [--rounds 15]
+Then the deadlines, as wall time (the tests check only that calls return, with the right
+error): Retry-After waits, a timeout against a slow server, a server that trickles one
+byte a second, a silent one, and what a silent server costs with the defaults.
+
+    python benchmarks/bench_llm.py [--calls 100] [--rounds 15] [--deadlines-only]
 """
 
 from __future__ import annotations
@@ -83,15 +87,64 @@ def _no_flush() -> None:
     """No tracing module in this build: nothing to write."""
 
 
+def seconds(fn: Callable[[], Any]) -> tuple[float, str]:
+    """Wall seconds fn() took, and how it ended (its result, or the error's class)."""
+    start = time.perf_counter()
+    try:
+        fn()
+        outcome = "ok"
+    except Exception as exc:
+        outcome = type(exc).__name__
+    return time.perf_counter() - start, outcome
+
+
+def deadlines() -> None:
+    """What timeouts and deadlines cost in wall time, against a server in a child process."""
+    import llmops_nb as lo
+    from llmops_nb.llm import deadline, health
+    from llmops_nb.testing import spawn
+
+    def call(srv: Any, **kwargs: Any) -> Any:
+        return lo.complete(MODEL, messages=MESSAGES, api_base=srv.base_url, api_key=KEY,
+                           cache=False, **kwargs)  # fmt: skip
+
+    with spawn(latency_ms=0) as srv:
+        call(srv)  # warm up
+        srv.fail_next(429, times=2, retry_after=0.3)
+        took, how = seconds(lambda: call(srv, retries=3))
+        print(f"two 429s with Retry-After 0.3 s: {took:.2f} s ({how}; at least 0.60 s)")
+        srv.configure(latency_ms=3000)
+        took, how = seconds(lambda: call(srv, timeout=0.3, retries=0))
+        print(f"timeout=0.3 against a 3 s reply: {took:.2f} s ({how})")
+        srv.configure(latency_ms=0, trickle_s=1.0)
+        took, how = seconds(lambda: call(srv, timeout=3, retries=0))
+        print(f"one byte a second, timeout=3: {took:.2f} s ({how}; before: never returned)")
+        srv.configure(trickle_s=0.0, hang=True)
+        health.reset()
+        srv.reset_stats()
+        took, how = seconds(lambda: call(srv, timeout=1, retries=10))
+        sent = srv.stats.requests
+        print(f"silent server, timeout=1, retries=10: {took:.2f} s ({how}, {sent} requests)")
+        srv.configure(hang=False)
+    bound = deadline.DEFAULT_TIMEOUT * deadline.DEADLINE_FACTOR
+    print(f"silent server with the defaults: at most {bound:.0f} s per call (before: 483 s); "
+          f"after {health.THRESHOLD} such calls, later ones fail at once for "
+          f"{health.COOLDOWN:.0f} s")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls per round")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--target", type=float, default=1.1)
+    parser.add_argument("--deadlines-only", action="store_true")
     args = parser.parse_args()
 
     os.environ["LLMOPS_NB_HOME"] = tempfile.mkdtemp(prefix="llmops-bench-")
     os.environ.pop("LLMOPS_NB_STORE", None)
+    if args.deadlines_only:
+        deadlines()
+        return
 
     import llmops_nb as lo
     from llmops_nb.llm import runtime
@@ -170,6 +223,7 @@ def main() -> None:
     print(f"lo.complete cache hit (SQLite): {hit_ms:.2f} ms/call")
     print(f"lo.acomplete, 16 concurrent: {rate:.0f} calls/s")
     print(f"requests the server saw: {requests}")
+    deadlines()
     sys.exit(0 if ratio <= args.target else 1)
 
 

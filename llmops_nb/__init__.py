@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "Completion": "llmops_nb.llm.completion",
     "complete": "llmops_nb.llm.client",
     "acomplete": "llmops_nb.llm.client",
+    "embed": "llmops_nb.llm.embeddings",
+    "aembed": "llmops_nb.llm.embeddings",
     # traces
     "trace": "llmops_nb.tracing",
     "span": "llmops_nb.tracing",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
     from .llm.client import acomplete, complete
+    from .llm.embeddings import aembed, embed
     from .llm.completion import Completion
     from .prompting import (
         PromptVersion,

@@ -40,8 +40,50 @@ def store_url() -> str:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password in a database URL, for messages and banners."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """URL with its password hidden, for messages, banners and anything stored.
+
+    Masks the password of `user:password@host` (an '@' inside the password included,
+    and `://:password@host`), and secret-named query parameters (`?password=`,
+    `?sslpassword=`, `?api_key=`, `?token=`). The user name and host stay readable.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = len(rest)
+    for mark in "/?#":
+        at = rest.find(mark, rest.rfind("@") + 1 if "@" in rest else 0)
+        if at != -1:
+            cut = min(cut, at)
+    netloc, tail = rest[:cut], rest[cut:]
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    tail = _QUERY_SECRET.sub(lambda m: m.group(1) + "***", tail)
+    return f"{scheme}://{netloc}{tail}"
+
+
+_QUERY_SECRET = re.compile(
+    r"([?&;][A-Za-z0-9_.\-]*(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|token|credential)"
+    r"[A-Za-z0-9_.\-]*=)[^&#;]*",
+    re.IGNORECASE,
+)
+
+# Environment variables that hold credentials: OPENAI_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY...
+_SECRET_ENV = re.compile(
+    r"(?:^|_)(?:API_?KEY|KEY|KEY_ID|TOKEN|SECRET|SECRET_KEY|PASSWORD|PASSWD|PWD|CREDENTIALS?)$",
+    re.IGNORECASE,
+)
+_NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
+
+
+def secret_env_values() -> dict[str, str]:
+    """Key-like environment variables (name -> value) whose values must never be shown."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if len(value) >= 6 and name not in _NOT_SECRET_ENV and _SECRET_ENV.search(name)
+    }
 
 
 def author() -> str:

@@ -408,10 +408,14 @@ def register_prompt(
 def _register(
     name: str, parsed: ParsedPrompt, *, model: str | None, message: str | None, project: str | None
 ) -> RegisterResult:
+    from .redaction import drop_secrets
     from .store import get_store
 
     project = _project(project)
     model = model or parsed.model
+    # api_key=... and the like in the front matter are never stored (nor sent as '***')
+    parameters = drop_secrets(parsed.parameters)
+    parsed = ParsedPrompt(parsed.template, parsed.model, parameters, parsed.meta)
     row, created = get_store().add_prompt_version(
         project,
         name,

@@ -141,3 +141,58 @@ def test_spawned_server_in_its_own_process() -> None:
         stats = srv.stats
         assert (stats.requests, stats.ok, stats.server_errors) == (3, 1, 2)
     assert srv.process.poll() is not None
+
+
+def _raw_request(srv: OpenAIServer, read_timeout: float) -> tuple[bytes, list[bytes]]:
+    """POST one chat request over a plain socket; (everything before the body, the body's
+    reads) until the server closes or a read waits longer than READ_TIMEOUT."""
+    import socket
+
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+    with socket.create_connection((srv.host, srv.port), timeout=read_timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        reads: list[bytes] = []
+        try:
+            while b"\r\n\r\n" not in received:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+            head, _, first = received.partition(b"\r\n\r\n")
+            if first:
+                reads.append(first)
+            while len(reads) < 5:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reads.append(chunk)
+        except TimeoutError:
+            head = received.partition(b"\r\n\r\n")[0]
+        return head, reads
+
+
+def test_trickle_mode_sends_the_body_a_byte_at_a_time(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(trickle_s=0.2)
+    head, reads = _raw_request(fresh_server, read_timeout=5)
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+                 .split(b":")[1])  # fmt: skip
+    assert length > 100  # a whole reply is on its way...
+    assert len(reads) == 5 and all(len(r) == 1 for r in reads)  # ...one byte per read
+    assert b"".join(reads) == b'{"id"'
+
+
+def test_hang_mode_reads_the_request_and_never_answers(fresh_server: OpenAIServer) -> None:
+    fresh_server.configure(hang=True)
+    head, reads = _raw_request(fresh_server, read_timeout=1.0)
+    assert (head, reads) == (b"", [])
+    assert fresh_server.stats.requests == 1  # it arrived, and was counted
+    assert fresh_server.requests[-1]["body"]["messages"][0]["content"] == "hi"
+    fresh_server.configure(hang=False)
+    head, _ = _raw_request(fresh_server, read_timeout=5)
+    assert head.startswith(b"HTTP/1.1 200")

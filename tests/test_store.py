@@ -131,7 +131,7 @@ EXPECTED_SCHEMA = {
         "author",
         "created_at",
     },
-    "response_cache": {"key", "model", "response", "created_at", "hits"},
+    "response_cache": {"key", "model", "response", "created_at", "hits", "trace_id"},
     "span": {
         "id",
         "trace_id",
@@ -159,6 +159,7 @@ EXPECTED_SCHEMA = {
         "output_tokens",
         "cost",
         "notebook_path",
+        "eval_run_id",
     },
     "vector_index": {
         "id",

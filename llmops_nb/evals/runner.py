@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import config, tracing
+from ..redaction import redact, redact_text
 from ..errors import LLMOpsError, StoreUnavailable
 from .progress import drive
 from .scorers import Score, ScoreContext, Scorer, ScorerError, build_scorer
@@ -330,17 +331,9 @@ def _build_scorers(spec: EvalSpec, columns: list[str]) -> list[Scorer]:
 
 def _check_model(model: str, api_base: str | None) -> None:
     """Fail before the run, not in every cell, when litellm does not know the provider."""
-    from ..llm import runtime
-    from ..llm.client import UnknownModel
+    from ..llm.client import check_model
 
-    litellm = runtime.litellm()
-    try:
-        litellm.get_llm_provider(model, api_base=api_base)
-    except Exception:
-        raise UnknownModel(
-            f"unknown model {model!r}: litellm needs a known provider prefix, e.g. "
-            "'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or 'local/<name>'"
-        ) from None
+    check_model(model, api_base)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -380,7 +373,7 @@ def run(
         run_row = store.create_eval_run(
             plan.project,
             plan.name,
-            spec=described,
+            spec=redact(described),  # no credentials in api_base, extra_headers, ...
             dataset_version_id=version.id,
             baseline_run_id=baseline_id,
             n_cells=plan.n_cells,
@@ -584,7 +577,7 @@ class _Executor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an odd provider: recorded, the run goes on
-            error = f"{type(exc).__name__}: {exc}"
+            error = redact_text(f"{type(exc).__name__}: {exc}")
         scores: dict[str, Any] = {}
         ctx = ScoreContext(
             row=row,

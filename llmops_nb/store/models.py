@@ -325,3 +325,4 @@ class CacheEntry(SQLModel, table=True):
     response: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     hits: int = 0
+    trace_id: str | None = None  # the trace of the model call that filled this entry

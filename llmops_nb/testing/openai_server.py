@@ -112,6 +112,8 @@ class ServerConfig:
     embedding_dim: int = 64
     models: list[str] | None = None  # when set, other models get a 404 model_not_found
     api_key: str | None = None  # when set, requests without `Bearer <api_key>` get a 401
+    trickle_s: float = 0.0  # when > 0, every response is sent one byte per trickle_s seconds
+    hang: bool = False  # when set, requests are read and never answered (a silent server)
     reply: Reply | None = field(default=None, repr=False)  # None: echo_reply
 
     def public(self) -> dict[str, Any]:
@@ -152,7 +154,7 @@ class _App:
             self.rng = random.Random(self.config.seed)
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._slow_down])
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.text_completion)
         app.router.add_post("/v1/embeddings", self.embeddings)
@@ -162,6 +164,27 @@ class _App:
         app.router.add_post("/_admin/fail_next", self.admin_fail_next)
         app.router.add_post("/_admin/reset_stats", self.admin_reset_stats)
         return app
+
+    @web.middleware
+    async def _slow_down(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The trickle mode, around every model endpoint (not the admin ones)."""
+        if request.path.startswith("/_admin"):
+            return await handler(request)
+        response = await handler(request)
+        delay = self.config.trickle_s
+        if delay <= 0 or not isinstance(response, web.Response) or response.body is None:
+            return response
+        body = bytes(response.body)  # type: ignore[arg-type]
+        slow = web.StreamResponse(status=response.status, headers=response.headers)
+        slow.content_length = len(body)
+        await slow.prepare(request)
+        for i in range(len(body)):  # headers at once, then one byte per `delay` seconds
+            if request.transport is None or request.transport.is_closing():
+                break  # the client gave up
+            await slow.write(body[i : i + 1])
+            await asyncio.sleep(delay)
+        await slow.write_eof()
+        return slow
 
     # --- the common front door: count, record, delay, inject errors ----------------
 
@@ -177,12 +200,17 @@ class _App:
             stats.client_errors += 1
             return {}, _error(400, "the request body is not JSON", "invalid_request_error")
         self.recent.append({"path": path, "headers": dict(request.headers), "body": body})
+        while self.config.hang:  # counted and recorded, never answered (until hang is unset)
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError  # the client gave up: nothing to answer
+            await asyncio.sleep(0.05)
         if self.config.api_key is not None:
             if request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
                 stats.client_errors += 1
-                return body, _error(
-                    401, "Incorrect API key provided (test server)", "invalid_request_error",
-                    code="invalid_api_key",
+                given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+                return body, _error(  # quoting the key, as some providers do
+                    401, f"Incorrect API key provided: {given} (test server)",
+                    "invalid_request_error", code="invalid_api_key",
                 )  # fmt: skip
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
@@ -473,7 +501,8 @@ class OpenAIServer:
         return list(self._app.recent)
 
     def configure(self, **settings: Any) -> None:
-        """Change settings live (latency_ms, rate_429, rate_500, retry_after, seed, reply...)."""
+        """Change settings live (latency_ms, rate_429, rate_500, retry_after, seed, reply,
+        trickle_s, hang...)."""
         self._app.configure(**settings)
 
     def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:

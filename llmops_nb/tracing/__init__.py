@@ -1,7 +1,7 @@
 """Traces: OpenTelemetry spans for decorated functions, code blocks and every litellm call.
 
 One job per module:
-- `redact`: secret names and values kept out of spans;
+- secrets are kept out of spans by `llmops_nb.redaction`, the one redaction of the project;
 - `snapshot`: JSON-safe, capped copies of recorded values;
 - `api`: `@trace`, `span()`, `SpanHandle`, and `eval_span` for eval runs;
 - `calls`: the LLM call spans the litellm callback (`llm/callback.py`) opens and closes;
@@ -27,7 +27,7 @@ from .calls import (
 from .pipeline import flush, shutdown, stats
 from .reading import InvalidFeedback, feedback, get_trace, last_trace, show, traces
 from .records import SpanRecord, Trace
-from .redact import add_secrets, is_secret_name, known_secrets
+from ..redaction import add_secrets, is_secret_name, known_secrets
 from .snapshot import MAX_ITEMS, jsonable
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 from . import pipeline
 from .calls import cancel_calls_under
 from .pipeline import payloads as _payloads
-from .redact import REDACTED, is_secret_name
+from ..redaction import MASK, is_secret_name
 from .rows import CANCELLED, EVAL_RUN, is_cancellation
 from .snapshot import MAX_ITEMS, MAX_STR, MAX_TOTAL, attribute_value, convert, jsonable
 
@@ -139,7 +139,7 @@ class SpanHandle:
     def set_attribute(self, key: str, value: Any) -> None:
         """An attribute on the span (kept as OpenTelemetry attribute; objects become JSON)."""
         if is_secret_name(key):
-            value = REDACTED
+            value = MASK
         if self._span is None:
             self._attrs = {**(self._attrs or {}), key: value}
         else:
@@ -156,7 +156,7 @@ class SpanHandle:
         attrs = None
         if self._attrs:
             attrs = {
-                k: REDACTED if is_secret_name(k) else attribute_value(v)
+                k: MASK if is_secret_name(k) else attribute_value(v)
                 for k, v in self._attrs.items()
             }
         context = _NO_PARENT if self._new_trace else None
@@ -250,7 +250,7 @@ class _Args:
         for key, value in bound.items():
             t = type(value)
             if is_secret_name(key):
-                out[key] = REDACTED
+                out[key] = MASK
             elif value is None or t is int or t is bool or (t is str and len(value) <= MAX_STR):
                 out[key] = value
             else:

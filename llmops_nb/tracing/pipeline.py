@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import config
-from . import redact
+from .. import config, redaction
 from .rows import add_to_delta, eval_run_of, new_delta, span_row, with_payload
 
 if TYPE_CHECKING:
@@ -136,7 +135,6 @@ def get() -> Pipeline:
         return pipe
     with _pipeline_lock:
         if _pipeline is None:
-            redact.add_secrets(redact.env_secrets())
             _pipeline = Pipeline()
             for listener in listeners:
                 listener(_pipeline)
@@ -364,11 +362,11 @@ class StoreProcessor:
         spans = [self.queue.popleft() for _ in range(n)]
         rows: list[dict[str, Any]] = []
         deltas: dict[str, dict[str, Any]] = {}
-        redact.add_secrets(redact.env_secrets())  # keys exported since the last batch
+        redaction.refresh_env()  # keys exported since the last batch
         for readable, payload in spans:
             row = span_row(readable, payload)
             for key in ("name", "error", "inputs", "outputs", "attributes"):
-                row[key] = redact.mask(row[key])
+                row[key] = redaction.redact(row[key], refresh=False)
             rows.append(row)
             tid = readable.context.trace_id
             root = self.roots.get(tid)

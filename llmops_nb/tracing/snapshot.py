@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .redact import REDACTED, is_secret_name
+from ..redaction import MASK, is_secret_name
 
 __all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_STR", "MAX_TOTAL", "attribute_value", "jsonable"]
 
@@ -58,7 +58,7 @@ def convert(v: Any, depth: int, budget: list[int]) -> Any:
                 out["…"] = f"{len(v) - MAX_ITEMS} more items"
                 break
             key = k if type(k) is str else str(k) if isinstance(k, (int, float, bool)) else repr(k)
-            out[key] = REDACTED if is_secret_name(key) else convert(item, depth + 1, budget)
+            out[key] = MASK if is_secret_name(key) else convert(item, depth + 1, budget)
         return out
     if t is list or t is tuple or isinstance(v, (list, tuple, set, frozenset, deque)):
         items = []
