@@ -39,6 +39,11 @@ _EXPORTS: dict[str, str] = {
     "scorer": "llmops_nb.evals",
     "EvalRun": "llmops_nb.evals",
     "dataset": "llmops_nb.datasets",
+    # fine-tunes
+    "finetune": "llmops_nb.finetune",
+    "finetunes": "llmops_nb.finetune",
+    "finetune_job": "llmops_nb.finetune",
+    "FineTuneJob": "llmops_nb.finetune",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
     from .datasets import dataset
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
+    from .finetune import FineTuneJob, finetune, finetune_job, finetunes
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .prompting import (

@@ -32,3 +32,7 @@ class MissingVariable(LLMOpsError, KeyError):
 
 class StoreUnavailable(LLMOpsError, ConnectionError):
     """The experiment store cannot be opened or reached."""
+
+
+class FineTuneError(LLMOpsError, ValueError):
+    """A fine-tune that cannot start as asked, or a job action that does not apply."""
