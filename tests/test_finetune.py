@@ -41,7 +41,7 @@ def topic_rows(n: int, seed: int) -> pl.DataFrame:
 
 @pytest.fixture
 def base(tiny_model: Path) -> str:
-    lo.register_prompt("topic", "user:\ntopic: {{text}}")
+    lo.register_prompt("topic", "user:\ntopic: {{text}}", parameters={"max_tokens": 8})
     return f"local/{tiny_model}"
 
 
@@ -173,13 +173,34 @@ def _running_with_metrics(job: Any) -> bool:
     return job.status == "running" and job.metrics.height > 0
 
 
-def test_cancel_stops_the_worker_and_registers_nothing(base: str) -> None:
-    job = _long_job(base, "to-cancel")
+def test_finetune_magic_launches_and_cancel_stops_the_worker(base: str) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "llmops_nb")
+    try:
+        shell.user_ns["rows"] = topic_rows(64, seed=2)
+        with pytest.raises(UsageError, match="no variable 'nope' in the notebook"):
+            shell.run_line_magic(
+                "finetune", f"--base {base} --data nope --prompt topic --target label"
+            )
+        job = shell.run_line_magic(
+            "finetune",
+            f"--base {base} --data rows --prompt topic@1 --target label --name to-cancel "
+            "--r 8 --lr 1e-3 --max-steps 100000 --out cancel_me",
+        )
+        assert shell.user_ns["cancel_me"] is job
+        assert (job.params["r"], job.params["lr"], job.params["max_steps"]) == (8, 1e-3, 100000)
+    finally:
+        shell.run_line_magic("unload_ext", "llmops_nb")
     wait_until(lambda: _running_with_metrics(job))
     pid = job.row.pid
     job.cancel()
     assert job.status == "cancelled"
     wait_until(lambda: subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode)
+    assert job.status == "cancelled"  # the worker's exit did not turn it into "failed"
     assert get_store().list_models("default") == []
     with pytest.raises(FineTuneError, match="already cancelled"):
         job.cancel()

@@ -80,9 +80,13 @@ def finetune(
         config.check_name("fine-tune job", name)
     base_path = resolve_base(base)
     resolved_backend = _pick_backend(method, backend)
-    version = prompt if isinstance(prompt, PromptVersion) else get_prompt(str(prompt), project=project)
+    version = (
+        prompt if isinstance(prompt, PromptVersion) else get_prompt(str(prompt), project=project)
+    )
     if not isinstance(target, str) or not target:
-        raise FineTuneError("target must name the column that holds the answers, e.g. target='answer'")
+        raise FineTuneError(
+            "target must name the column that holds the answers, e.g. target='answer'"
+        )
     train, train_ref = load_frame(data, project=project)
     _check_frame(train, "data", version, target)
     held_out, eval_ref = None, None
@@ -315,8 +319,7 @@ def _check_frame(frame: pl.DataFrame, what: str, version: Any, target: str) -> N
     if missing:
         names = ", ".join(repr(v) for v in missing)
         raise FineTuneError(
-            f"prompt {version.ref} uses {names}, but {what} has no such column "
-            f"(columns: {columns})"
+            f"prompt {version.ref} uses {names}, but {what} has no such column (columns: {columns})"
         )
     nulls = frame[target].null_count()
     if nulls:

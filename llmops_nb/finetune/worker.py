@@ -257,7 +257,7 @@ def _train(plan: Plan) -> None:
     total = p["max_steps"] or max(1, math.ceil(steps_per_epoch * p["epochs"]))
     log_every = max(1, min(10, total // 20))
     eval_every = max(1, total // 4)
-    half = gpu and fast is None
+    half = gpu  # mixed precision on a GPU (Unsloth loads bf16 or fp16 weights too)
     args = SFTConfig(
         output_dir=str(plan.output_dir / "trainer"),
         per_device_train_batch_size=p["batch_size"],

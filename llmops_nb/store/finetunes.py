@@ -69,9 +69,7 @@ class FinetuneQueries(StoreBase):
         if pid is None:
             return []
         with self.session() as s:
-            return list(
-                s.exec(select(m.FinetuneJob.name).where(m.FinetuneJob.project_id == pid))
-            )
+            return list(s.exec(select(m.FinetuneJob.name).where(m.FinetuneJob.project_id == pid)))
 
     def list_finetune_jobs(self, project: str) -> list[m.FinetuneJob]:
         """Every job of the project, newest first."""

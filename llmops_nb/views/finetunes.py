@@ -68,4 +68,13 @@ def finetune_view(job: FineTuneJob) -> dict[str, Any]:
     }
 
 
-_SHOWN_PARAMS = ("r", "alpha", "epochs", "lr", "batch_size", "max_steps", "prompt_ref", "dataset_ref")
+_SHOWN_PARAMS = (
+    "r",
+    "alpha",
+    "epochs",
+    "lr",
+    "batch_size",
+    "max_steps",
+    "prompt_ref",
+    "dataset_ref",
+)

@@ -112,7 +112,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_text(view: dict[str, Any]) -> str:
-    """"step 40/100 · loss 1.23 · eval 1.31 · 512 tok/s · ETA 0m30s" (what both faces show)."""
+    """ "step 40/100 · loss 1.23 · eval 1.31 · 512 tok/s · ETA 0m30s" (what both faces show)."""
     parts = []
     if view.get("step") is not None:
         total = view.get("total_steps")
@@ -166,13 +166,14 @@ def loss_svg(view: dict[str, Any], width: int = 480, height: int = 180) -> str:
         )
 
     axis = 'stroke="#999" stroke-width="1"'
+    base_y = height - bottom
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="lonb-ft-curve" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="loss curve">'
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" {axis}/>'
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" {axis}/>'
+        f'<line x1="{left}" y1="{base_y}" x2="{width - right}" y2="{base_y}" {axis}/>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base_y}" {axis}/>'
         f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{y1:.3g}</text>'
-        f'<text x="{left - 4}" y="{height - bottom}" font-size="10" text-anchor="end">{y0:.3g}</text>'
+        f'<text x="{left - 4}" y="{base_y}" font-size="10" text-anchor="end">{y0:.3g}</text>'
         f'<text x="{left}" y="{height - 8}" font-size="10">step {x0:g}</text>'
         f'<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end">{x1:g}</text>'
         + line(train, "lonb-ft-train", "")
