@@ -60,6 +60,7 @@ def finetune_line_parser() -> MagicArgumentParser:
     p.add_argument("--backend", help="auto, unsloth or peft (default: LLMOps.finetune_backend)")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads for the worker")
     p.add_argument("--out", help="also bind the FineTuneJob to this variable")
     return p
 
@@ -313,6 +314,7 @@ class LLMOps(Magics):
             backend=args.backend,
             batch_size=args.batch_size,
             max_steps=args.max_steps,
+            threads=args.threads,
         )
         self.shell.user_ns["_"] = job
         if args.out:

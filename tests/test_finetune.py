@@ -24,7 +24,7 @@ from llmops_nb.store import get_store
 # about 0), and a LoRA learns it in about 100 steps.
 CLASSES = {"animal": ["cat", "dog", "fox"], "plant": ["tree", "river"], "home": ["house", "light"]}
 FILLER = "the a an small large quick brown over lazy please thanks hello world".split()
-TRAIN = {"epochs": 4, "lr": 3e-3, "r": 16, "alpha": 32, "batch_size": 8}
+TRAIN = {"epochs": 4, "lr": 3e-3, "r": 16, "alpha": 32, "batch_size": 8, "threads": 1}
 
 
 def topic_rows(n: int, seed: int) -> pl.DataFrame:
@@ -166,7 +166,9 @@ def test_finetune_learns_registers_reattaches_and_exports(
 
 
 def _long_job(base: str, name: str) -> Any:
-    return lo.finetune(base, topic_rows(64, seed=2), "topic", "label", name=name, max_steps=100_000)
+    return lo.finetune(
+        base, topic_rows(64, seed=2), "topic", "label", name=name, max_steps=100_000, threads=1
+    )
 
 
 def _running_with_metrics(job: Any) -> bool:
@@ -189,7 +191,7 @@ def test_finetune_magic_launches_and_cancel_stops_the_worker(base: str) -> None:
         job = shell.run_line_magic(
             "finetune",
             f"--base {base} --data rows --prompt topic@1 --target label --name to-cancel "
-            "--r 8 --lr 1e-3 --max-steps 100000 --out cancel_me",
+            "--r 8 --lr 1e-3 --max-steps 100000 --threads 1 --out cancel_me",
         )
         assert shell.user_ns["cancel_me"] is job
         assert (job.params["r"], job.params["lr"], job.params["max_steps"]) == (8, 1e-3, 100000)

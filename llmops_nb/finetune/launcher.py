@@ -53,6 +53,7 @@ def finetune(
     target_modules: list[str] | None = None,
     lora_dropout: float = 0.0,
     seed: int = 0,
+    threads: int | None = None,
     project: str | None = None,
 ) -> FineTuneJob:
     """Fine-tune BASE (a `local/` model) on DATA rendered through PROMPT, TARGET as the answer.
@@ -60,6 +61,7 @@ def finetune(
     Returns at once with a queued FineTuneJob; the training runs in another process.
     backend: "auto" (Unsloth on a CUDA GPU when installed, else transformers + peft
     through TRL), "unsloth" or "peft"; None takes `%config LLMOps.finetune_backend`.
+    threads: torch CPU threads for the worker (None: torch's default, one per core).
     """
     from ..datasets import DatasetVersion, get_version, load_frame, store_frame
     from ..prompting import PromptVersion
@@ -72,7 +74,7 @@ def finetune(
     _check_choices(method, backend)
     _check_numbers(
         r=r, alpha=alpha, epochs=epochs, lr=lr, batch_size=batch_size,
-        max_steps=max_steps, max_length=max_length,
+        max_steps=max_steps, max_length=max_length, threads=threads,
     )  # fmt: skip
     if not 0 <= lora_dropout < 1:
         raise FineTuneError(f"lora_dropout must be in [0, 1), not {lora_dropout!r}")
@@ -125,6 +127,7 @@ def finetune(
         "target_modules": list(target_modules) if target_modules else None,
         "lora_dropout": float(lora_dropout),
         "seed": int(seed),
+        "threads": int(threads) if threads else None,
         "requested_backend": backend,
         "base_path": base_path,
         "prompt_ref": version.ref,
@@ -265,7 +268,7 @@ def _check_choices(method: str, backend: str) -> None:
 
 def _check_numbers(**values: Any) -> None:
     for key, value in values.items():
-        if value is None and key == "max_steps":
+        if value is None and key in ("max_steps", "threads"):
             continue
         integral = key not in ("epochs", "lr")
         ok = (

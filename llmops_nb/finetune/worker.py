@@ -221,6 +221,8 @@ def _train(plan: Plan) -> None:
     import torch
 
     gpu = torch.cuda.is_available()
+    if p.get("threads"):
+        torch.set_num_threads(p["threads"])
     if plan.method == "qlora" and not gpu:
         raise RuntimeError("method='qlora' needs a CUDA GPU, and this machine has none")
     backend = "unsloth" if fast is not None else "peft"
@@ -278,6 +280,7 @@ def _train(plan: Plan) -> None:
         bf16=half and _gpu_dtype() == torch.bfloat16,
         fp16=half and _gpu_dtype() == torch.float16,
         max_length=p["max_length"],
+        gradient_checkpointing=gpu and fast is None,  # GPU memory; Unsloth does its own
         completion_only_loss=True,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
