@@ -165,6 +165,12 @@ def test_finetune_learns_registers_reattaches_and_exports(
     assert "completed" in bundle["text/plain"]
 
 
+def static_html_of(panel: Any) -> str:
+    from llmops_nb.widgets.finetune_panel import static_html
+
+    return static_html(panel.view)
+
+
 def _long_job(base: str, name: str) -> Any:
     return lo.finetune(
         base, topic_rows(64, seed=2), "topic", "label", name=name, max_steps=100_000, threads=1
@@ -197,12 +203,23 @@ def test_finetune_magic_launches_and_cancel_stops_the_worker(base: str) -> None:
         assert (job.params["r"], job.params["lr"], job.params["max_steps"]) == (8, 1e-3, 100000)
     finally:
         shell.run_line_magic("unload_ext", "llmops_nb")
-    wait_until(lambda: _running_with_metrics(job))
+    from llmops_nb.widgets.finetune_panel import FineTunePanel
+
+    panel = FineTunePanel(job, poll_s=0.2)  # follows the job without re-running anything
+    wait_until(lambda: (panel.view.get("step") or 0) > 0)
+    first_step = panel.view["step"]
+    wait_until(lambda: panel.view["step"] > first_step)
+    assert panel.view["status"] == "running" and panel.view["train"]
     pid = job.row.pid
-    job.cancel()
+    panel._on_message(panel, {"type": "cancel"}, [])  # the panel's Cancel button
+    assert panel.view["status"] == "cancelled" and not panel.view["active"]
     assert job.status == "cancelled"
     wait_until(lambda: subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode)
     assert job.status == "cancelled"  # the worker's exit did not turn it into "failed"
+    assert panel._poller is not None
+    panel._poller.join(timeout=5)
+    assert not panel._poller.is_alive()  # the poller stops once the job has finished
+    assert "cancelled" in static_html_of(panel)
     assert get_store().list_models("default") == []
     with pytest.raises(FineTuneError, match="already cancelled"):
         job.cancel()

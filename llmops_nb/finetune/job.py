@@ -20,6 +20,7 @@ from ..errors import FineTuneError, LLMOpsError
 if TYPE_CHECKING:
     import polars as pl
 
+    from ..store import Store
     from ..store import models as m
 
 __all__ = ["FineTuneJob", "FineTuneTimeout", "mark_exited", "pid_alive"]
@@ -38,10 +39,26 @@ class FineTuneTimeout(LLMOpsError, TimeoutError):
 class FineTuneJob:
     """One fine-tune job: status, metrics, logs, cancel, export. `lo.finetune` returns one."""
 
-    def __init__(self, job_id: int, *, project: str, row: m.FinetuneJob | None = None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        *,
+        project: str,
+        row: m.FinetuneJob | None = None,
+        store_url: str | None = None,
+    ) -> None:
+        from ..store import get_store
+
         self.id = job_id
         self.project = project
         self._row = row
+        # bound to the store it lives in, whatever LLMOPS_NB_STORE says later
+        self.store_url = store_url or get_store().url
+
+    def _store(self) -> Store:
+        from ..store import get_store
+
+        return get_store(self.store_url)
 
     # --- state ---------------------------------------------------------------------
 
@@ -53,9 +70,7 @@ class FineTuneJob:
         return self._row
 
     def refresh(self) -> FineTuneJob:
-        from ..store import get_store
-
-        self._row = get_store().finetune_job(self.id)
+        self._row = self._store().finetune_job(self.id)
         return self
 
     @property
@@ -118,17 +133,15 @@ class FineTuneJob:
 
         if launcher.process(self.id) is not None:  # ours and not yet reaped: the watcher decides
             return
-        mark_exited(self.id, None)
+        mark_exited(self.id, None, self.store_url)
         self.refresh()
 
     # --- metrics and logs ------------------------------------------------------------
 
     def metric_rows(self) -> list[dict[str, Any]]:
         """Every stored metric record, merged by step: train loss and eval loss side by side."""
-        from ..store import get_store
-
         by_step: dict[int, dict[str, Any]] = {}
-        for r in get_store().finetune_metrics(self.id):
+        for r in self._store().finetune_metrics(self.id):
             merged = by_step.setdefault(r.step, {"step": r.step})
             values = {"epoch": r.epoch, "loss": r.loss, "lr": r.lr, **(r.extra or {})}
             for key, value in values.items():
@@ -158,9 +171,7 @@ class FineTuneJob:
 
     def samples(self) -> list[dict[str, Any]]:
         """The sample generations of the latest eval: prompt, expected, output, step."""
-        from ..store import get_store
-
-        for r in reversed(get_store().finetune_metrics(self.id)):
+        for r in reversed(self._store().finetune_metrics(self.id)):
             samples = (r.extra or {}).get("samples")
             if samples:
                 return [{**s, "step": r.step} for s in samples]
@@ -192,9 +203,7 @@ class FineTuneJob:
 
     def cancel(self) -> FineTuneJob:
         """Stop the job: mark it cancelled, then end its worker's process group."""
-        from ..store import get_store
-
-        store = get_store()
+        store = self._store()
         if not store.update_finetune_job(
             self.id, only_from=ACTIVE, status="cancelled", error="cancelled by the user"
         ):
@@ -253,7 +262,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def mark_exited(job_id: int, code: int | None) -> None:
+def mark_exited(job_id: int, code: int | None, store_url: str) -> None:
     """The worker of JOB_ID is gone: if the job is still active, it failed; say how."""
     from ..store import get_store
 
@@ -266,7 +275,7 @@ def mark_exited(job_id: int, code: int | None) -> None:
             how = f"was killed by signal {-code}"
     else:
         how = f"exited with code {code}"
-    get_store().update_finetune_job(
+    get_store(store_url).update_finetune_job(
         job_id,
         only_from=ACTIVE,
         status="failed",

@@ -153,7 +153,7 @@ def finetune(
     )
     assert row.id is not None
     _start_worker(row.id, output_dir, store.url, project)
-    return FineTuneJob(row.id, project=project)
+    return FineTuneJob(row.id, project=project, store_url=store.url)
 
 
 def finetunes(*, project: str | None = None) -> pl.DataFrame:
@@ -166,7 +166,7 @@ def finetunes(*, project: str | None = None) -> pl.DataFrame:
     store = get_store()
     records = []
     for row in store.list_finetune_jobs(project):
-        job = FineTuneJob(row.id, project=project, row=row)  # type: ignore[arg-type]
+        job = FineTuneJob(row.id, project=project, row=row, store_url=store.url)  # type: ignore[arg-type]
         job.check_alive()
         row = job.row
         last = job.last_metrics()
@@ -211,7 +211,7 @@ def finetune_job(id_or_name: int | str, *, project: str | None = None) -> FineTu
             hint = f"known: {', '.join(sorted(known)[:10])}" if known else "it has none yet"
             raise NotFound(f"no fine-tune job named {id_or_name!r} in project {project!r} ({hint})")
     assert row.id is not None
-    job = FineTuneJob(row.id, project=project, row=row)
+    job = FineTuneJob(row.id, project=project, row=row, store_url=store.url)
     job.check_alive()
     return job
 
@@ -374,15 +374,15 @@ def _start_worker(job_id: int, output_dir: Path, store_url: str, project: str) -
     store.update_finetune_job(job_id, pid=proc.pid)
     _processes[job_id] = proc
     threading.Thread(
-        target=_watch, args=(job_id, proc), name=f"llmops-finetune-{job_id}", daemon=True
+        target=_watch, args=(job_id, proc, store.url), name=f"llmops-finetune-{job_id}", daemon=True
     ).start()
 
 
-def _watch(job_id: int, proc: subprocess.Popen[bytes]) -> None:
+def _watch(job_id: int, proc: subprocess.Popen[bytes], store_url: str) -> None:
     """Wait for the worker (reaping it); if the job is still active then, it died unsaid."""
     code = proc.wait()
     _processes.pop(job_id, None)
-    mark_exited(job_id, code)
+    mark_exited(job_id, code, store_url)
 
 
 def process(job_id: int) -> subprocess.Popen[bytes] | None:
