@@ -43,7 +43,7 @@ def test_finetune_notebook(llmops_home: Path, tmp_path: Path, tiny_model: Path) 
     assert "'completed', 'local/topic-ft'" in status
     assert "expected" in cell_text(find_cell(nb, "job.samples()"))
     comparison = cell_text(find_cell(nb, "after = _"))
-    assert "local/topic-ft" in comparison
+    assert "after: local/topic-ft" in comparison and "before: local/" in comparison
 
     # the kernel wrote to the store this process reads: the fine-tune beats its base
     before = lo.EvalRun.load("before").summary()["exact"][0]
