@@ -21,10 +21,10 @@ from llmops_nb.errors import FineTuneError, LLMOpsError
 from llmops_nb.store import get_store
 
 # A topic label for a short sentence: the random tiny model answers gibberish (exact match
-# about 0), and a LoRA learns it in about 100 steps.
+# about 0), and a LoRA learns it in about 150 steps.
 CLASSES = {"animal": ["cat", "dog", "fox"], "plant": ["tree", "river"], "home": ["house", "light"]}
 FILLER = "the a an small large quick brown over lazy please thanks hello world".split()
-TRAIN = {"epochs": 4, "lr": 3e-3, "r": 16, "alpha": 32, "batch_size": 8, "threads": 1}
+TRAIN = {"epochs": 6, "lr": 5e-3, "r": 16, "alpha": 32, "batch_size": 8, "threads": 1}
 
 
 def topic_rows(n: int, seed: int) -> pl.DataFrame:
@@ -86,7 +86,7 @@ def test_finetune_learns_registers_reattaches_and_exports(
         metrics.columns
     )
     train = metrics.filter(pl.col("loss").is_not_null())
-    assert train["step"].max() == 100 and train.height >= 10
+    assert train["step"].max() == 150 and train.height >= 10
     assert train["loss"][-1] < train["loss"][0] / 2
     assert metrics["eval_loss"].drop_nulls().len() >= 4
     assert (train["tokens_per_s"].drop_nulls() > 0).all()
@@ -104,7 +104,7 @@ def test_finetune_learns_registers_reattaches_and_exports(
     assert (model.version, model.job_id, model.backend) == (1, job.id, "peft")
     assert model.data_hash == row.data_hash and model.data_hash
     assert model.prompt_version_id == lo.prompt("topic@1").id
-    assert model.params["r"] == 16 and model.metrics["steps"] == 100
+    assert model.params["r"] == 16 and model.metrics["steps"] == 150
     assert Path(model.adapter_path, "adapter_config.json").exists()
 
     # a "restarted kernel": another process reattaches by name and reads the same metrics
@@ -155,7 +155,7 @@ def test_finetune_learns_registers_reattaches_and_exports(
     from llmops_nb.widgets.finetune_panel import mimebundle, static_html
 
     view = finetune_view(job)
-    assert view["status"] == "completed" and view["step"] == 100 and view["total_steps"] == 100
+    assert view["status"] == "completed" and view["step"] == 150 and view["total_steps"] == 150
     assert len(view["train"]) == train.height and view["eval"]
     page = static_html(view)
     assert "<svg" in page and "topic-ft" in page and "completed" in page

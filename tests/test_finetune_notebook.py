@@ -30,7 +30,7 @@ def test_finetune_notebook(llmops_home: Path, tmp_path: Path, tiny_model: Path) 
         print("local/smollm2 is not installed: running the notebook on the tiny model")
         lines = first.source.splitlines()
         lines[0] = f'BASE = "local/{tiny_model}"'
-        lines[1] = "EPOCHS, LR, ALPHA, THREADS = 4, 3e-3, 32, 1"
+        lines[1] = "EPOCHS, LR, ALPHA, THREADS = 6, 5e-3, 32, 1"
         first.source = "\n".join(lines)
     NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

@@ -390,6 +390,8 @@ def _reporter_class() -> type:
             self.last_tokens = (self.started, 0.0)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == state.max_steps:
+                control.should_log = True  # the curve always ends at the last step
             now = time.monotonic()
             if now - self.last_check >= CANCEL_CHECK_S:
                 self.last_check = now
