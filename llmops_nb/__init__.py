@@ -49,6 +49,11 @@ _EXPORTS: dict[str, str] = {
     "lineage": "llmops_nb.registry",
     # reports
     "report": "llmops_nb.reporting",
+    # fine-tunes
+    "finetune": "llmops_nb.finetuning",
+    "finetunes": "llmops_nb.finetuning",
+    "finetune_job": "llmops_nb.finetuning",
+    "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
     from .datasets import dataset
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
+    from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
     from .llm.client import acomplete, complete
     from .llm.embeddings import aembed, embed
     from .llm.completion import Completion

@@ -115,6 +115,8 @@ class Settings:
     concurrency: int = 8
     cache: bool = True
     display: bool = True
+    finetune_backend: str = "auto"  # auto, unsloth or peft
+    finetune_batch_size: int = 8
 
 
 settings = Settings()

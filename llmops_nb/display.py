@@ -17,6 +17,7 @@ from . import config
 __all__ = [
     "PANELS",
     "eval_panel",
+    "finetune_panel",
     "panel",
     "prompt_panel",
     "register",
@@ -51,12 +52,20 @@ def trace_panel(trace: Any) -> Any:
     return TraceViewer(trace)
 
 
+def finetune_panel(job: Any) -> Any:
+    """The live fine-tune panel of a FineTuneJob."""
+    from .widgets.finetune_panel import FineTunePanel
+
+    return FineTunePanel(job)
+
+
 # (module, class) -> the function that makes its panel. The module is where the class is
 # defined (its __module__), which is what IPython matches on.
 PANELS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("llmops_nb.prompting", "PromptVersion"): prompt_panel,
     ("llmops_nb.evals.run", "EvalRun"): eval_panel,
     ("llmops_nb.tracing.records", "Trace"): trace_panel,
+    ("llmops_nb.finetuning.job", "FineTuneJob"): finetune_panel,
 }
 
 

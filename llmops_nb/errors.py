@@ -47,3 +47,7 @@ class LocalModelError(LLMOpsError, LookupError):
 
 class ModelRegistryError(LLMOpsError, ValueError):
     """Bad input to the model registry: a reserved name, a missing adapter, a wrong hash."""
+
+
+class FineTuneError(LLMOpsError, ValueError):
+    """A fine-tune that cannot start as asked, or a job action that does not apply."""

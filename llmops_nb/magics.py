@@ -45,6 +45,27 @@ def eval_cell_parser() -> MagicArgumentParser:
     return p
 
 
+def finetune_line_parser() -> MagicArgumentParser:
+    p = _parser("%finetune", "Fine-tune a local model on a DataFrame through a prompt.")
+    p.add_argument("--base", required=True, help="the local model to tune, e.g. local/smollm2")
+    p.add_argument("--data", required=True, help="the notebook variable with the training rows")
+    p.add_argument("--prompt", required=True, help="the prompt version, e.g. support_reply@2")
+    p.add_argument("--target", required=True, help="the column with the answers")
+    p.add_argument("--name", help="the job's (and the registered model's) name")
+    p.add_argument("--method", default="lora", choices=["lora", "qlora"])
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--r", type=int, default=16)
+    p.add_argument("--alpha", type=int, default=16)
+    p.add_argument("--eval-data", dest="eval_data", help="a notebook variable with held-out rows")
+    p.add_argument("--backend", help="auto, unsloth or peft (default: LLMOps.finetune_backend)")
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads for the worker")
+    p.add_argument("--out", help="also bind the FineTuneJob to this variable")
+    return p
+
+
 PROMPT_LINE_USAGE = """usage:
   %prompt list
   %prompt show NAME[@VERSION|@ALIAS]
@@ -280,6 +301,53 @@ class LLMOps(Magics):
         if args.out:
             self.shell.user_ns[args.out] = run
         return run
+
+    # --- fine-tunes ------------------------------------------------------------------------
+
+    finetune_backend = Unicode(
+        "auto", help="Fine-tune backend: auto (Unsloth on a GPU when installed), unsloth, peft."
+    ).tag(config=True)
+    finetune_batch_size = Int(8, help="Examples per fine-tune training step.").tag(config=True)
+
+    @observe("finetune_backend", "finetune_batch_size")
+    def _sync_finetune_setting(self, change: dict[str, Any]) -> None:
+        setattr(config.settings, change["name"], change["new"])
+
+    @line_magic
+    def finetune(self, line: str) -> Any:
+        """%finetune --base B --data VAR --prompt REF --target COL [--name N] [--method M]
+        [--epochs E] [--lr X] [--r R] [--alpha A] [--eval-data VAR] [--max-steps S]"""
+        args = finetune_line_parser().parse_args(shlex.split(line))
+        from .finetuning import finetune
+
+        def variable(name: str | None) -> Any:
+            if name is None:
+                return None
+            if name not in self.shell.user_ns:
+                raise UsageError(f"%finetune: no variable {name!r} in the notebook")
+            return self.shell.user_ns[name]
+
+        job = finetune(
+            args.base,
+            variable(args.data),
+            args.prompt,
+            args.target,
+            method=args.method,
+            r=args.r,
+            alpha=args.alpha,
+            epochs=args.epochs,
+            lr=args.lr,
+            name=args.name,
+            eval_data=variable(args.eval_data),
+            backend=args.backend,
+            batch_size=args.batch_size,
+            max_steps=args.max_steps,
+            threads=args.threads,
+        )
+        self.shell.user_ns["_"] = job
+        if args.out:
+            self.shell.user_ns[args.out] = job
+        return job
 
 
 def _identifier(name: str) -> str:

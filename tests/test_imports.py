@@ -21,7 +21,7 @@ SERVICES = (
     "llmops_nb.evals",
     "llmops_nb.datasets",
     "llmops_nb.llm",
-    "llmops_nb.finetune",
+    "llmops_nb.finetuning",
 )
 FACES = (
     "llmops_nb.widgets",

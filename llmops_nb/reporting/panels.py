@@ -38,7 +38,7 @@ def prompt_html(version: Any) -> str:
 def finetune_available() -> bool:
     """Fine-tunes are shown only when the fine-tune service is part of this install."""
     try:
-        import llmops_nb.finetune  # noqa: F401
+        import llmops_nb.finetuning  # noqa: F401
         import llmops_nb.views.finetunes  # noqa: F401
         import llmops_nb.widgets.finetune_panel  # noqa: F401
     except ImportError:
@@ -51,11 +51,11 @@ def finetune_html(job_ref: int | str) -> str | None:
     when this install has no fine-tune service."""
     if not finetune_available():
         return None
-    from .. import finetune
+    from .. import finetuning
     from ..views.finetunes import finetune_view
     from ..widgets.finetune_panel import static_html
 
-    return str(static_html(finetune_view(finetune.finetune_job(job_ref))))
+    return str(static_html(finetune_view(finetuning.finetune_job(job_ref))))
 
 
 def svg(chart: Any) -> str:

@@ -6,6 +6,7 @@ from .browse import BrowseQueries
 from .cache import CacheQueries
 from .datasets import DatasetQueries
 from .evals import EvalQueries
+from .finetunes import FinetuneQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -19,5 +20,6 @@ class Store(
     ModelRegistryQueries,
     EvalQueries,
     DatasetQueries,
+    FinetuneQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
