@@ -156,9 +156,16 @@ class TraceQueries(StoreBase):
         status: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        name_contains: str | None = None,
     ) -> list[m.Trace]:
-        """Traces of PROJECT, latest first (by start), filtered by name, status and time."""
-        query = self._filtered(select(m.Trace), project, name, status, since_ns, until_ns)
+        """Traces of PROJECT, latest first (by start), filtered by name, status and time.
+
+        `name` matches exactly; `name_contains` is a case-insensitive substring (the
+        sidebar's as-you-type filter).
+        """
+        query = self._filtered(
+            select(m.Trace), project, name, status, since_ns, until_ns, name_contains
+        )
         query = query.order_by(m.Trace.start_ns.desc(), m.Trace.id.desc())  # type: ignore[attr-defined]
         query = query.offset(max(0, offset)).limit(max(0, limit))
         with self.session() as s:
@@ -172,6 +179,7 @@ class TraceQueries(StoreBase):
         status: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        name_contains: str | None = None,
     ) -> int:
         """How many traces `list_traces` would page through with the same filters."""
         query = self._filtered(
@@ -181,6 +189,7 @@ class TraceQueries(StoreBase):
             status,
             since_ns,
             until_ns,
+            name_contains,
         )
         with self.session() as s:
             return int(s.execute(query).scalar_one())
@@ -217,10 +226,15 @@ class TraceQueries(StoreBase):
         status: str | None,
         since_ns: int | None,
         until_ns: int | None,
+        name_contains: str | None = None,
     ) -> Any:
         query = query.where(m.Trace.project_id == self.project_id(project))
         if name is not None:
             query = query.where(m.Trace.name == name)
+        if name_contains:
+            query = query.where(
+                func.lower(m.Trace.name).contains(name_contains.lower(), autoescape=True)
+            )
         if status is not None:
             query = query.where(m.Trace.status == status)
         if since_ns is not None:
