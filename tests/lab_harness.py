@@ -197,10 +197,35 @@ def open_notebook(page: Any, lab: JupyterLab, name: str) -> None:
 
 
 def wait_kernel_idle(page: Any) -> None:
-    # Keys sent while the kernel is still starting can be lost: wait until it is idle.
     page.locator(
         f'{VISIBLE_NOTEBOOK} .jp-Notebook-ExecutionIndicator[data-status="idle"]'
     ).wait_for(timeout=120_000)
+
+
+def wait_kernel_settled(page: Any) -> None:
+    """Wait until the notebook's kernel has been the same, connected and idle for 3 s.
+
+    Lab can swap the first kernel connection while it settles; runs sent (and widgets
+    shown) before that can be lost.
+    """
+    wait_kernel_idle(page)
+    page.wait_for_function(
+        """() => {
+            const kernel = window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel;
+            const now = Date.now();
+            if (!kernel || kernel.status !== 'idle' || kernel.connectionStatus !== 'connected') {
+                window.__settled = null;
+                return false;
+            }
+            if (!window.__settled || window.__settled.id !== kernel.id) {
+                window.__settled = { id: kernel.id, since: now };
+                return false;
+            }
+            return now - window.__settled.since > 3000;
+        }""",
+        polling=500,
+        timeout=120_000,
+    )
 
 
 def cell(page: Any, index: int) -> Any:
