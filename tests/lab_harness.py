@@ -52,7 +52,11 @@ def sync_playwright() -> Any:
 def write_notebook(path: Path, cells: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
@@ -80,12 +84,17 @@ class JupyterLab:
         # A user settings dir of its own: no news prompt, no update check.
         self.settings = workdir / "lab_settings"
         notification = (
-            self.settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+            self.settings
+            / "@jupyterlab"
+            / "apputils-extension"
+            / "notification.jupyterlab-settings"
         )
         notification.parent.mkdir(parents=True, exist_ok=True)
         notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         # Start the notebook's kernel without asking (a late "Select Kernel" dialog eats runs).
-        tracker = self.settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        tracker = (
+            self.settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        )
         tracker.parent.mkdir(parents=True, exist_ok=True)
         tracker.write_text(json.dumps({"autoStartDefaultKernel": True}))
 

@@ -44,7 +44,7 @@ import polars as pl
 import llmops_nb as lo
 from llmops_nb.testing import OpenAIServer
 
-server = OpenAIServer(reply=lambda body: "Open Settings > Security to reset it.", latency_ms=0).start()
+server = OpenAIServer(reply=lambda body: "Open Settings > Security.", latency_ms=0).start()
 os.environ["OPENAI_API_BASE"] = server.base_url
 os.environ["OPENAI_API_KEY"] = "sk-test"
 questions = pl.DataFrame({"question": ["How do I reset my password?", "Where is Security?"]})
@@ -78,10 +78,7 @@ def panel_outputs(path: Path) -> list[dict[str, Any]]:
     """The saved outputs that hold a live widget view (and so need a static copy)."""
     nb = json.loads(path.read_text())
     return [
-        o
-        for c in nb["cells"]
-        for o in c.get("outputs", [])
-        if WIDGET_VIEW in o.get("data", {})
+        o for c in nb["cells"] for o in c.get("outputs", []) if WIDGET_VIEW in o.get("data", {})
     ]
 
 
@@ -119,8 +116,8 @@ def test_saved_panels_show_their_static_copy_after_a_restart(lab: JupyterLab) ->
         assert "Static copy" in grid_text
         # The widget renderer's message is gone from the panels that have a copy.
         for index in (1, 2):
-            errors = cell(page, index).locator(".jp-OutputArea-output:visible", has_text="Error displaying widget")
-            assert errors.count() == 0
+            outputs = cell(page, index).locator(".jp-OutputArea-output:visible")
+            assert outputs.filter(has_text="Error displaying widget").count() == 0
         shot(page, SHOTS, "02-after-restart-static-copies")
         # The copy is the saved HTML, rendered: the heatmap's SVG, not markup as text.
         assert grid_copy.locator("svg").count() >= 1
