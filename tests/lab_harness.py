@@ -286,5 +286,10 @@ def save_notebook(page: Any, path: Path, expect: str) -> None:
 
 
 def open_sidebar(page: Any) -> Any:
-    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="llmops-nb-sidebar"]').click()
-    return page.locator("#llmops-nb-sidebar")
+    """Show the LLMOps sidebar (its tab toggles it: Lab may have restored it open)."""
+    sidebar = page.locator("#llmops-nb-sidebar")
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="llmops-nb-sidebar"]').wait_for()
+    if not sidebar.is_visible():
+        page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="llmops-nb-sidebar"]').click()
+    sidebar.wait_for()
+    return sidebar

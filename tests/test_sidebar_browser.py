@@ -299,11 +299,13 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     run_cell(page, 4, "done")
     runs = sidebar.locator(".llmops-view-evals .llmops-item", has_text="checkout")
     runs.nth(1).wait_for(timeout=30_000)
-    runs.first.click()  # the latest run
+    latest = max(runs.evaluate_all("els => els.map(e => Number(e.dataset.id))"))
+    runs = sidebar.locator(f'.llmops-view-evals .llmops-item[data-id="{latest}"]')
+    runs.click()
     heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td').first
     heat.wait_for()
     colour = _bg(page, heat)
-    view = lab.api(f"evals/{runs.first.get_attribute('data-id')}")
+    view = lab.api(f"evals/{latest}")
     if "cells" in view:  # the shared eval view: baseline and regression marks
         assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
         flags = sidebar.locator(".llmops-flags").inner_text()

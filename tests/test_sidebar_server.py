@@ -27,9 +27,7 @@ async def test_trace_name_filter_is_a_case_insensitive_substring(
     both = await get(jp_fetch, "traces", name_contains="ANSWER")
     assert both["total"] == 6
     longer = await get(jp_fetch, "traces", name_contains="retrieve_")
-    assert longer["total"] == 3 and {t["name"] for t in longer["items"]} == {
-        "retrieve_and_answer"
-    }
+    assert longer["total"] == 3 and {t["name"] for t in longer["items"]} == {"retrieve_and_answer"}
     # Wildcards are text: "%" and "_" match themselves only.
     assert (await get(jp_fetch, "traces", name_contains="%"))["total"] == 0
     assert (await get(jp_fetch, "traces", name_contains="answe_"))["total"] == 0

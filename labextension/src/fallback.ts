@@ -80,7 +80,7 @@ async function showStatic(panel: NotebookPanel, node: HTMLElement): Promise<void
   }
   const { child, output } = found;
   const html = output.data[HTML];
-  if (!(WIDGET_VIEW in output.data) || typeof html !== 'string' && !Array.isArray(html)) {
+  if (!(WIDGET_VIEW in output.data) || (typeof html !== 'string' && !Array.isArray(html))) {
     return;
   }
   if (child.widgets.some(w => w.hasClass(FALLBACK_CLASS))) {

@@ -16,6 +16,8 @@ export class TracesView extends View {
   /** The list and pager: replaced on each load, while the filters (and their focus) stay. */
   private readonly listBox = h('div', { cls: 'llmops-trace-list' });
   private typing: number | null = null;
+  /** "Saved: good" after feedback, kept across the detail's re-render. */
+  private notice: string | null = null;
 
   constructor() {
     super('Traces', 'traces');
@@ -52,6 +54,7 @@ export class TracesView extends View {
   open(traceId: string): void {
     this.selected = traceId;
     this.span = null;
+    this.notice = null;
     void this.refresh();
   }
 
@@ -184,14 +187,13 @@ export class TracesView extends View {
   }
 
   private feedbackForm(traceId: string): HTMLElement {
-    const note = h('span', { cls: 'llmops-note' });
+    const note = h('span', { cls: 'llmops-note' }, [this.notice ?? '']);
     const comment = h('input', { cls: 'llmops-input', attrs: { placeholder: 'comment (optional)' } });
     const send = (score: 1 | -1) => {
       api
         .feedback(traceId, score, comment.value)
         .then(() => {
-          note.textContent = score > 0 ? 'Saved: good' : 'Saved: bad';
-          comment.value = '';
+          this.notice = score > 0 ? 'Saved: good' : 'Saved: bad';
           return this.refresh();
         })
         .catch(error => {
