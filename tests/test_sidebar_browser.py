@@ -103,6 +103,8 @@ os.environ["OPENAI_API_BASE"] = server.base_url
 os.environ["OPENAI_API_KEY"] = "sk-test"
 questions = pl.DataFrame({"question": [f"Where is order {i}?" for i in range(8)]})
 lo.register_prompt("track", "user:\\n{{question}}")
+from llmops_nb.store import get_store
+get_store().project_id("scratch")  # another project the user can pick in the sidebar
 print("shop ready")""",
     # 1: traces with different names
     """import llmops_nb.tracing
@@ -332,12 +334,12 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     shot(page, "14-eval-row-trace-link")
 
     # The user can pick another project; a notebook choosing again wins it back.
-    select.select_option("default")
+    select.select_option("scratch")
     with page.expect_response(lambda r: "/llmops-nb/api/changes" in r.url):
         pass
     with page.expect_response(lambda r: "/llmops-nb/api/changes" in r.url):
         pass
-    assert select.input_value() == "default"
+    assert select.input_value() == "scratch"
     run_cell(page, 5, "shop again")
     page.wait_for_function("el => el.value === 'shop'", arg=select.element_handle())
     shot(page, "15-sidebar-follows-project")
