@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,10 +123,51 @@ class Settings:
 settings = Settings()
 
 
+CURRENT_PROJECT_FILE = "current_project.json"
+
+
 def set_project(name: str) -> str:
-    """Make NAME the current project for this process."""
+    """Make NAME the current project for this process.
+
+    In a notebook kernel it is also recorded under home(), so the JupyterLab sidebar
+    (another process) can follow `%llmops project`.
+    """
     settings.project = check_name("project", name)
+    if "ipykernel" in sys.modules:
+        _record_project(name)
     return name
+
+
+def _record_project(name: str) -> None:
+    """Write {project, notebook, updated} atomically; a read-only home only loses the hint."""
+    import json
+    import tempfile
+    import time
+
+    try:
+        home().mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=home(), prefix=".current_project.")
+    except OSError:
+        return
+    record = {"project": name, "notebook": notebook_path(), "updated": time.time()}
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, home() / CURRENT_PROJECT_FILE)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def recorded_project() -> tuple[str, float] | None:
+    """The project a notebook kernel last switched to with set_project, and when."""
+    import json
+
+    try:
+        record = json.loads((home() / CURRENT_PROJECT_FILE).read_text())
+        name, updated = record["project"], float(record["updated"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return (name, updated) if isinstance(name, str) and NAME_PATTERN.match(name) else None
 
 
 def current_project() -> str:

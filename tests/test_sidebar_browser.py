@@ -6,32 +6,25 @@ fills by itself (polling) and shows them. Screenshots land in tests/artifacts/.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from jupyter_core.paths import jupyter_path
+from lab_harness import ARTIFACTS as ALL_ARTIFACTS
+from lab_harness import (
+    JupyterLab,
+    chromium_page,
+    open_notebook,
+    open_sidebar,
+    run_cell,
+    running_lab,
+    sync_playwright,
+    wait_kernel_settled,
+    write_notebook,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).parent / "artifacts" / "sidebar"
+ARTIFACTS = ALL_ARTIFACTS / "sidebar"
 PAYLOAD = '<img src=x onerror="window.__xss = 1"><script>window.__xss = 2</script><b>bold?</b>'
 
 pytestmark = pytest.mark.slow
@@ -93,129 +86,86 @@ print("fine-tune written")""",
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+FIX_CELLS = [
+    # 0: a notebook switches project; a stand-in provider that can get worse
+    """%load_ext llmops_nb
+%llmops project shop
+import os
+import polars as pl
+import llmops_nb as lo
+from llmops_nb.testing import OpenAIServer
+
+GOOD = {"on": True}
+server = OpenAIServer(
+    reply=lambda body: "Track it under Orders." if GOOD["on"] else "No idea.", latency_ms=0
+).start()
+os.environ["OPENAI_API_BASE"] = server.base_url
+os.environ["OPENAI_API_KEY"] = "sk-test"
+questions = pl.DataFrame({"question": [f"Where is order {i}?" for i in range(8)]})
+lo.register_prompt("track", "user:\\n{{question}}")
+from llmops_nb.store import get_store
+get_store().project_id("scratch")  # another project the user can pick in the sidebar
+print("shop ready")""",
+    # 1: traces with different names
+    """import llmops_nb.tracing
+
+@lo.trace(name="answer_question")
+def answer(q):
+    return "answered"
+
+@lo.trace(name="lookup_order")
+def lookup(q):
+    return "found"
+
+answer("a"); lookup("b"); answer("c")
+llmops_nb.tracing.flush()
+print("traces written")""",
+    # 2: a first eval run
+    """%%eval checkout
+prompts: [track@1]
+models: [openai/gpt-4o-mini]
+data: questions
+scorers:
+  - contains: {value: "Orders"}""",
+    # 3: the provider gets worse: the second run regresses against the first
+    """GOOD["on"] = False
+print("worse now")""",
+    """%%eval checkout --baseline latest --no-cache
+prompts: [track@1]
+models: [openai/gpt-4o-mini]
+data: questions
+scorers:
+  - contains: {value: "Orders"}""",
+    # 5: the notebook chooses its project again
+    """%llmops project shop
+print("shop again")""",
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """One `jupyter lab` for the module, with its own store, config and workspace."""
+    sync_playwright()  # skip before starting a server when there is no browser
+    workdir = tmp_path_factory.mktemp("sidebar_lab")
+    with running_lab(workdir, workdir / "llmops_home", ARTIFACTS) as lab:
+        write_notebook(lab.root / "sidebar_demo.ipynb", CELLS)
+        write_notebook(lab.root / "sidebar_fixes.ipynb", FIX_CELLS)
+        yield lab
 
 
 @pytest.fixture
-def sync_playwright() -> Any:
-    """Playwright's entry point; skips (saying why) when Chromium or Playwright is missing."""
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (`make chromium` installs it)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        pytest.skip(f"playwright is not installed: {exc}")
-    return sync_playwright
-
-
-@pytest.fixture
-def lab(sync_playwright: Any, tmp_path: Path, llmops_home: Path) -> Iterator[dict[str, Any]]:
-    """`jupyter lab` on 127.0.0.1 with a token, its own store, config and workspace."""
-    if not any(
-        Path(d, "llmops_nb", "package.json").exists() for d in jupyter_path("labextensions")
-    ):
-        pytest.fail("the llmops_nb labextension is not installed: run `make install`")
-    root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "sidebar_demo.ipynb")
-
-    # A user settings dir of its own: no news prompt, no update check.
-    settings = tmp_path / "lab_settings"
-    notification = (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    )
-    notification.parent.mkdir(parents=True)
-    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-
-    token, port = secrets.token_hex(16), _free_port()
-    env = dict(os.environ)
-    env.update(
-        LLMOPS_NB_HOME=str(llmops_home),
-        LLMOPS_NB_USER="tester",
-        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter_config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter_runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-    )
-    env.pop("LLMOPS_NB_STORE", None)
-    env.pop("LLMOPS_NB_PROJECT", None)
-    cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        "--ip", "127.0.0.1", f"--port={port}", "--LabApp.news_url=None",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-    ]  # fmt: skip
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "jupyter_lab.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not start; see {ARTIFACTS / 'jupyter_lab.log'}")
-                time.sleep(0.3)
-        yield {"base": base, "token": token}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture
-def page(sync_playwright: Any, lab: dict[str, Any]) -> Iterator[Any]:
-    """A Chromium page (Debian's Chromium: Playwright downloads no browser here)."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
+def page(lab: JupyterLab) -> Iterator[Any]:
+    with chromium_page(ARTIFACTS) as page:
+        yield page
 
 
 def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def run_cell(page: Any, index: int, expect: str) -> None:
-    """Select a cell in command mode, run it with Shift+Enter, wait for its printed line."""
-    # Keys sent while the kernel is still starting can be lost: wait until it is idle.
-    page.locator(
-        '.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]'
-    ).wait_for(timeout=120_000)
-    cell = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputPrompt").click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("Shift+Enter")
-    cell.locator(".jp-OutputArea-output", has_text=expect).wait_for(timeout=120_000)
-
-
-def test_sidebar_fills_as_a_notebook_writes(lab: dict[str, Any], page: Any) -> None:
-    page.goto(f"{lab['base']}/lab/tree/sidebar_demo.ipynb?token={lab['token']}")
-    page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for()
+def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
+    open_notebook(page, lab, "sidebar_demo.ipynb")
+    wait_kernel_settled(page)
 
     # The sidebar has its own icon in the left bar; it opens on the (empty) Prompts tab.
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="llmops-nb-sidebar"]').click()
@@ -287,3 +237,109 @@ def test_sidebar_fills_as_a_notebook_writes(lab: dict[str, Any], page: Any) -> N
     assert len(line.get_attribute("points").split()) == 40
     assert "40 steps" in sidebar.locator(".llmops-view-finetunes .llmops-note").inner_text()
     sidebar.screenshot(path=str(ARTIFACTS / "07-sidebar-loss-curve.png"))
+
+
+def _bg(page: Any, locator: Any) -> str:
+    return locator.evaluate("el => getComputedStyle(el).backgroundColor")
+
+
+def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> None:
+    open_notebook(page, lab, "sidebar_fixes.ipynb")
+    wait_kernel_settled(page)
+    sidebar = open_sidebar(page)
+    select = sidebar.locator("select.llmops-project")
+    tabs = sidebar.locator(".lm-TabBar-tab .lm-TabBar-tabLabel")
+    sidebar.locator(".llmops-status", has_text="updated").wait_for()
+
+    # It follows `%llmops project` in the notebook.
+    run_cell(page, 0, "shop ready")
+    page.wait_for_function("el => el.value === 'shop'", arg=select.element_handle())
+
+    # Traces: the filter is a substring, applied as you type, and says when nothing matches.
+    tabs.get_by_text("Traces", exact=True).click()
+    run_cell(page, 1, "traces written")
+    items = sidebar.locator(".llmops-view-traces .llmops-item")
+    items.nth(2).wait_for(timeout=30_000)
+    name_filter = sidebar.get_by_label("trace name")
+    name_filter.click()
+    page.keyboard.type("ORD", delay=80)  # no Enter; case does not matter
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.llmops-view-traces .llmops-item-name')]"
+        ".map(e => e.textContent).join() === 'lookup_order'"
+    )
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "trace name"
+    shot(page, "10-trace-filter-substring")
+    page.keyboard.type("zzz", delay=50)
+    no_match = sidebar.locator(".llmops-no-match")
+    no_match.wait_for()
+    assert "No traces match" in no_match.inner_text() and "ORDzzz" in no_match.inner_text()
+    assert sidebar.get_by_text("No traces yet").count() == 0
+    shot(page, "11-trace-filter-no-match")
+    name_filter.fill("")
+    items.nth(2).wait_for()
+
+    # Trace detail: drawn thumbs (no emoji font needed) and the feedback given so far.
+    sidebar.locator(".llmops-view-traces .llmops-item", has_text="answer_question").first.click()
+    good = sidebar.locator(".llmops-feedback button", has_text="Good")
+    good.wait_for()
+    assert good.locator("svg.llmops-thumb-up").count() == 1
+    assert sidebar.locator(".llmops-feedback button", has_text="Bad").locator("svg").count() == 1
+    buttons = sidebar.locator(".llmops-feedback").inner_text()
+    assert not re.search("[\U0001f44d\U0001f44e]", buttons)
+    sidebar.locator(".llmops-feedback input").fill("spot on")
+    good.click()
+    sidebar.locator(".llmops-feedback .llmops-note", has_text="Saved").wait_for()
+    answered = lab.api("traces?project=shop&name_contains=answer")["items"][0]["id"]
+    if "feedback" in lab.api(f"traces/{answered}"):  # the shared trace view lists it
+        sidebar.locator(".llmops-feedback-item", has_text="Good: spot on").wait_for()
+    shot(page, "12-trace-feedback")
+
+    # Evals: a run with a baseline; the heatmap, the stats table, rows linking to traces.
+    tabs.get_by_text("Evals", exact=True).click()
+    run_cell(page, 2, "done")
+    run_cell(page, 3, "worse now")
+    run_cell(page, 4, "done")
+    runs = sidebar.locator(".llmops-view-evals .llmops-item", has_text="checkout")
+    runs.nth(1).wait_for(timeout=30_000)
+    latest = max(runs.evaluate_all("els => els.map(e => Number(e.dataset.id))"))
+    runs = sidebar.locator(f'.llmops-view-evals .llmops-item[data-id="{latest}"]')
+    runs.click()
+    heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td').first
+    heat.wait_for()
+    colour = _bg(page, heat)
+    view = lab.api(f"evals/{latest}")
+    if "cells" in view:  # the shared eval view: baseline and regression marks
+        assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
+        flags = sidebar.locator(".llmops-flags").inner_text()
+        assert "regression: track@1 × openai/gpt-4o-mini contains" in flags
+        assert heat.inner_text().endswith("▼")
+    heat.click()
+    heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td.llmops-heat-selected')
+    heat.wait_for()
+    assert _bg(page, heat) == colour  # the score colour stays; the selection is an outline
+    assert heat.evaluate("el => parseFloat(getComputedStyle(el).outlineWidth)") >= 2
+    stats = sidebar.locator(".llmops-scroll:has(.llmops-stats)")
+    assert stats.evaluate("el => el.scrollWidth > el.clientWidth")
+    assert stats.evaluate("el => { el.scrollLeft = 60; return el.scrollLeft; }") > 0
+    shot(page, "13-eval-selected-cell-and-scroll")
+
+    link = sidebar.locator(".llmops-results .llmops-trace-link").first
+    link.wait_for()
+    linked = link.get_attribute("data-trace")
+    link.click()
+    title = sidebar.locator(".llmops-view-traces .llmops-detail h3")
+    title.wait_for()
+    assert sidebar.locator(".lm-TabBar-tab.lm-mod-current").inner_text() == "Traces"
+    assert title.inner_text().startswith(lab.api(f"traces/{linked}")["name"])
+    shot(page, "14-eval-row-trace-link")
+
+    # The user can pick another project; a notebook choosing again wins it back.
+    select.select_option("scratch")
+    with page.expect_response(lambda r: "/llmops-nb/api/changes" in r.url):
+        pass
+    with page.expect_response(lambda r: "/llmops-nb/api/changes" in r.url):
+        pass
+    assert select.input_value() == "scratch"
+    run_cell(page, 5, "shop again")
+    page.wait_for_function("el => el.value === 'shop'", arg=select.element_handle())
+    shot(page, "15-sidebar-follows-project")

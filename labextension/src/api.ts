@@ -22,8 +22,17 @@ export interface Project {
   created_at: string;
 }
 
-export interface ProjectPage extends Page<Project> {
+/** `current` is the project a notebook last chose (`%llmops project`), stamped when. */
+export interface FollowedProject {
   current: string;
+  current_updated?: number | null;
+}
+
+export interface ProjectPage extends Page<Project>, FollowedProject {}
+
+export interface Changes extends FollowedProject {
+  project: string;
+  marker: string;
 }
 
 export interface PromptSummary {
@@ -78,22 +87,52 @@ export interface EvalRun {
   finished_at: string | null;
 }
 
+/** A regression mark of one cell and scorer against the baseline run. */
+export interface EvalFlag {
+  flag?: string;
+  baseline?: number | null;
+  current?: number | null;
+  delta?: number | null;
+  ci_low?: number | null;
+  ci_high?: number | null;
+  p_value?: number | null;
+}
+
+/** One prompt x model cell of the eval view (the numbers the notebook panel shows). */
 export interface EvalCell {
   prompt: string;
   model: string;
-  rows: number;
+  n: number;
   errors: number;
-  scores: Record<string, number>;
+  scores: Record<string, number | null>;
   pass_rate: number | null;
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
-  tokens: number;
-  cost: number;
+  cached_latency_p50_ms?: number | null;
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  cost: number | null;
+  cached?: number | null;
+  flags?: Record<string, EvalFlag>;
 }
 
-export interface EvalDetail {
-  run: EvalRun;
-  summary: EvalCell[];
+/** GET evals/<id>: the eval view, shared with the notebook panel and the report. */
+export interface EvalView {
+  id: number;
+  name: string;
+  status: string;
+  project?: string;
+  n_cells: number;
+  done?: number;
+  created?: string | null;
+  baseline_id?: number | null;
+  baseline_name?: string | null;
+  comparison_error?: string | null;
+  prompts?: string[];
+  models?: string[];
+  scorers?: string[];
+  thresholds?: Record<string, unknown>;
+  cells: EvalCell[];
 }
 
 export interface EvalResult {
@@ -139,12 +178,19 @@ export interface SpanNode {
   children: SpanNode[];
 }
 
+export interface Feedback {
+  score: number;
+  comment: string | null;
+  created?: string | number | null;
+}
+
 export interface TraceDetail extends TraceSummary {
   spans: SpanNode[];
+  feedback?: Feedback[];
 }
 
 export interface TraceFilters extends Paging {
-  name?: string;
+  name_contains?: string;
   status?: string;
   since?: string;
   until?: string;
@@ -231,7 +277,7 @@ const enc = encodeURIComponent;
 export const api = {
   projects: (): Promise<ProjectPage> =>
     requestAPI(withQuery('projects', { limit: 500 })),
-  changes: (project: string): Promise<{ project: string; marker: string }> =>
+  changes: (project: string): Promise<Changes> =>
     requestAPI(withQuery('changes', { project })),
 
   prompts: (project: string, page: Paging = {}): Promise<Page<PromptSummary>> =>
@@ -266,8 +312,8 @@ export const api = {
 
   evals: (project: string, page: Paging = {}): Promise<Page<EvalRun>> =>
     requestAPI(withQuery('evals', { project, ...page })),
-  evalDetail: (runId: number): Promise<EvalDetail> =>
-    requestAPI(`evals/${runId}`),
+  evalDetail: async (runId: number): Promise<EvalView> =>
+    asEvalView(await requestAPI(`evals/${runId}`)),
   evalResults: (
     runId: number,
     prompt: string,
@@ -295,3 +341,23 @@ export const api = {
   models: (project: string, page: Paging = {}): Promise<Page<RegisteredModel>> =>
     requestAPI(withQuery('models', { project, ...page }))
 };
+
+/**
+ * The eval view from GET evals/<id>. Servers from before the shared view layer answer
+ * {run, summary} with `rows` and `tokens`: read that into the same shape.
+ */
+function asEvalView(payload: any): EvalView {
+  if (!payload || !payload.run || !Array.isArray(payload.summary)) {
+    return payload as EvalView;
+  }
+  const { run, summary } = payload;
+  return {
+    id: run.id,
+    name: run.name,
+    status: run.status,
+    n_cells: run.n_cells,
+    created: run.created_at,
+    baseline_id: run.baseline_id ?? null,
+    cells: summary.map((c: any) => ({ ...c, n: c.rows, input_tokens: c.tokens }))
+  };
+}

@@ -65,6 +65,26 @@ export function svg(tag: string, attrs: Record<string, string | number> = {}): S
   return el;
 }
 
+/** A thumbs-up (or, turned over, thumbs-down) icon: drawn, so no emoji font is needed. */
+export function thumb(up: boolean): SVGElement {
+  const icon = svg('svg', {
+    class: `llmops-thumb llmops-thumb-${up ? 'up' : 'down'}`,
+    viewBox: '0 0 16 16',
+    width: 14,
+    height: 14,
+    'aria-hidden': 'true'
+  });
+  const hand = svg('g', up ? {} : { transform: 'rotate(180 8 8)' });
+  hand.append(
+    svg('rect', { x: 1, y: 7, width: 3, height: 8, rx: 0.5 }),
+    svg('path', {
+      d: 'M5 7.5 8.2 1.6c.9-.6 2 .1 1.8 1.3L9.4 6h4.1c1 0 1.7 1 1.4 2l-1.6 5.9c-.2.7-.8 1.1-1.5 1.1H5z'
+    })
+  );
+  icon.appendChild(hand);
+  return icon;
+}
+
 /** Any stored value as display text: strings verbatim, the rest as indented JSON. */
 export function asText(value: unknown): string {
   if (value === null || value === undefined) {

@@ -1,4 +1,4 @@
-/** llmops_nb: a left-sidebar panel over the shared experiment store. */
+/** llmops_nb: a left-sidebar panel over the shared experiment store, and panels that survive a reload. */
 import {
   ILabShell,
   ILayoutRestorer,
@@ -6,7 +6,9 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
 
+import { watchNotebooks } from './fallback';
 import { llmopsIcon } from './icon';
 import { Sidebar } from './sidebar';
 
@@ -39,4 +41,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/** Saved panels whose live widget cannot render show their static copy. */
+const staticFallback: JupyterFrontEndPlugin<void> = {
+  id: 'llmops_nb:static-fallback',
+  description: "Shows a widget output's static HTML where its live widget cannot render.",
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => watchNotebooks(tracker)
+};
+
+export default [plugin, staticFallback];

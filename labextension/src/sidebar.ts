@@ -1,7 +1,7 @@
 /** The sidebar: a project switcher and status line over four tabs. No business logic. */
 import { BoxPanel, TabPanel, Widget } from '@lumino/widgets';
 
-import { api } from './api';
+import { api, Changes } from './api';
 import { clear, h, message } from './dom';
 import { EvalsView } from './evals';
 import { FinetunesView } from './finetunes';
@@ -12,14 +12,17 @@ import { View } from './view';
 
 export class Sidebar extends BoxPanel {
   readonly tabs = new TabPanel();
+  private readonly traces = new TracesView();
   readonly views: View[] = [
     new PromptsView(),
-    new EvalsView(),
-    new TracesView(),
+    new EvalsView(traceId => this.openTrace(traceId)),
+    this.traces,
     new FinetunesView()
   ];
   private project = 'default';
   private marker: string | null = null;
+  /** When a notebook last chose a project; undefined until the first answer. */
+  private followedAt: number | null | undefined = undefined;
   private readonly projectSelect: HTMLSelectElement;
   private readonly statusLine: HTMLElement;
   private readonly poller: ChangePoller;
@@ -84,13 +87,20 @@ export class Sidebar extends BoxPanel {
     this.poller.wake();
   }
 
+  /** Open a trace in the Traces tab (eval rows link here). */
+  openTrace(traceId: string): void {
+    this.tabs.currentWidget = this.traces;
+    this.traces.open(traceId);
+  }
+
   private async loadProjects(): Promise<void> {
     try {
       const page = await api.projects();
       const names = new Set(page.items.map(p => p.name));
-      const first = this.marker === null;
+      const first = this.followedAt === undefined;
       if (first) {
         this.project = page.current;
+        this.followedAt = page.current_updated ?? null;
       }
       names.add(this.project);
       clear(this.projectSelect);
@@ -115,13 +125,17 @@ export class Sidebar extends BoxPanel {
   }
 
   private async checkChanges(): Promise<boolean> {
-    let marker: string;
+    let changes: Changes;
     try {
-      marker = (await api.changes(this.project)).marker;
+      changes = await api.changes(this.project);
     } catch (error) {
       this.statusLine.textContent = `cannot reach the store: ${message(error)}`;
       throw error;
     }
+    if (this.follow(changes)) {
+      return true;
+    }
+    const marker = changes.marker;
     if (marker === this.marker) {
       return false;
     }
@@ -132,6 +146,25 @@ export class Sidebar extends BoxPanel {
     }
     await this.current?.refresh();
     this.statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    return true;
+  }
+
+  /**
+   * Follow `%llmops project`: switch when a notebook has chosen a project since the
+   * last look. Picking another project here holds until a notebook chooses again.
+   */
+  private follow({ current, current_updated }: Changes): boolean {
+    const stamp = current_updated ?? null;
+    if (this.followedAt === undefined || stamp === this.followedAt) {
+      return false;
+    }
+    this.followedAt = stamp;
+    if (current === this.project) {
+      return false;
+    }
+    this.setProject(current);
+    void this.loadProjects();
+    this.statusLine.textContent = `following the notebook: project ${current}`;
     return true;
   }
 }

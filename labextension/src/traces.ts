@@ -1,7 +1,10 @@
 /** Traces tab: latest first with filters and pages, then one trace's span tree. */
-import { api, SpanNode, TraceDetail, TraceSummary } from './api';
-import { asText, badge, field, h, message, money, ms, pager, when } from './dom';
+import { api, Feedback, SpanNode, TraceDetail, TraceSummary } from './api';
+import { asText, badge, clear, field, h, message, money, ms, pager, thumb, when } from './dom';
 import { View } from './view';
+
+/** How long typing pauses before the name filter applies. */
+const FILTER_DELAY_MS = 250;
 
 export class TracesView extends View {
   private offset = 0;
@@ -10,6 +13,11 @@ export class TracesView extends View {
   private selected: string | null = null;
   private span: string | null = null;
   private readonly filters: HTMLElement;
+  /** The list and pager: replaced on each load, while the filters (and their focus) stay. */
+  private readonly listBox = h('div', { cls: 'llmops-trace-list' });
+  private typing: number | null = null;
+  /** "Saved: good" after feedback, kept across the detail's re-render. */
+  private notice: string | null = null;
 
   constructor() {
     super('Traces', 'traces');
@@ -17,10 +25,17 @@ export class TracesView extends View {
       cls: 'llmops-input',
       attrs: { placeholder: 'filter by name', 'aria-label': 'trace name' }
     });
-    nameInput.addEventListener('change', () => {
-      this.name = nameInput.value.trim();
-      this.offset = 0;
-      void this.refresh();
+    // As you type: a substring of the name, applied once typing pauses.
+    nameInput.addEventListener('input', () => {
+      if (this.typing !== null) {
+        window.clearTimeout(this.typing);
+      }
+      this.typing = window.setTimeout(() => {
+        this.typing = null;
+        this.name = nameInput.value.trim();
+        this.offset = 0;
+        void this.refresh();
+      }, FILTER_DELAY_MS);
     });
     const statusSelect = h('select', { cls: 'llmops-input', attrs: { 'aria-label': 'trace status' } }, [
       h('option', { attrs: { value: '' } }, ['all']),
@@ -35,6 +50,14 @@ export class TracesView extends View {
     this.filters = h('div', { cls: 'llmops-form llmops-filters' }, [nameInput, statusSelect]);
   }
 
+  /** Show one trace (from a link elsewhere in the sidebar). */
+  open(traceId: string): void {
+    this.selected = traceId;
+    this.span = null;
+    this.notice = null;
+    void this.refresh();
+  }
+
   protected reset(): void {
     this.offset = 0;
     this.selected = null;
@@ -45,11 +68,14 @@ export class TracesView extends View {
     if (this.selected === null) {
       const page = await api.traces(this.project, {
         offset: this.offset,
-        name: this.name,
+        name_contains: this.name,
         status: this.status
       });
-      this.render(
-        this.filters,
+      if (this.body.firstChild !== this.filters) {
+        this.render(this.filters, this.listBox);
+      }
+      clear(this.listBox);
+      this.listBox.append(
         this.list(page.items),
         pager(page.offset, page.limit, page.total, next => {
           this.offset = next;
@@ -62,8 +88,14 @@ export class TracesView extends View {
   }
 
   private list(traces: TraceSummary[]): HTMLElement {
+    if (traces.length === 0 && (this.name || this.status)) {
+      const what = [this.name ? `name containing “${this.name}”` : '', this.status ? `status ${this.status}` : '']
+        .filter(Boolean)
+        .join(' and ');
+      return h('p', { cls: 'llmops-empty llmops-no-match' }, [`No traces match ${what}.`]);
+    }
     if (traces.length === 0) {
-      return h('p', { cls: 'llmops-empty' }, ['No traces: call a model, or use @lo.trace.']);
+      return h('p', { cls: 'llmops-empty' }, ['No traces yet: call a model, or use @lo.trace.']);
     }
     return h(
       'ul',
@@ -75,11 +107,7 @@ export class TracesView extends View {
             cls: 'llmops-item',
             attrs: { 'data-id': t.id },
             title: t.error ?? t.id,
-            onClick: () => {
-              this.selected = t.id;
-              this.span = null;
-              void this.refresh();
-            }
+            onClick: () => this.open(t.id)
           },
           [
             h('span', { cls: `llmops-dot llmops-dot-${t.status}` }),
@@ -114,7 +142,8 @@ export class TracesView extends View {
         `${ms(trace.duration_ms)} · ${trace.input_tokens + trace.output_tokens} tokens · ${money(trace.cost)} · ${when(trace.start_ms)}`
       ]),
       trace.error ? field('error', trace.error) : null,
-      this.feedback(trace.id),
+      this.feedbackForm(trace.id),
+      trace.feedback ? feedbackList(trace.feedback) : null,
       h('h4', {}, ['Spans']),
       tree,
       chosen ? this.spanDetail(chosen) : null
@@ -157,27 +186,46 @@ export class TracesView extends View {
     ]);
   }
 
-  private feedback(traceId: string): HTMLElement {
-    const note = h('span', { cls: 'llmops-note' });
+  private feedbackForm(traceId: string): HTMLElement {
+    const note = h('span', { cls: 'llmops-note' }, [this.notice ?? '']);
     const comment = h('input', { cls: 'llmops-input', attrs: { placeholder: 'comment (optional)' } });
     const send = (score: 1 | -1) => {
       api
         .feedback(traceId, score, comment.value)
         .then(() => {
-          note.textContent = score > 0 ? 'Saved: thumbs up' : 'Saved: thumbs down';
-          comment.value = '';
+          this.notice = score > 0 ? 'Saved: good' : 'Saved: bad';
+          return this.refresh();
         })
         .catch(error => {
           note.textContent = message(error);
         });
     };
     return h('div', { cls: 'llmops-form llmops-feedback' }, [
-      h('button', { cls: 'llmops-button', title: 'Thumbs up', onClick: () => send(1) }, ['▲ Good']),
-      h('button', { cls: 'llmops-button', title: 'Thumbs down', onClick: () => send(-1) }, ['▼ Bad']),
+      h('button', { cls: 'llmops-button', title: 'Thumbs up', onClick: () => send(1) }, [thumb(true), 'Good']),
+      h('button', { cls: 'llmops-button', title: 'Thumbs down', onClick: () => send(-1) }, [thumb(false), 'Bad']),
       comment,
       note
     ]);
   }
+}
+
+/** The trace's feedback so far, oldest first. */
+function feedbackList(items: Feedback[]): HTMLElement {
+  if (items.length === 0) {
+    return h('p', { cls: 'llmops-note llmops-feedback-none' }, ['No feedback yet.']);
+  }
+  return h(
+    'ul',
+    { cls: 'llmops-feedback-list' },
+    items.map(f =>
+      h('li', { cls: `llmops-feedback-item llmops-feedback-${f.score > 0 ? 'good' : 'bad'}` }, [
+        thumb(f.score > 0),
+        f.score > 0 ? 'Good' : 'Bad',
+        f.comment ? `: ${f.comment}` : '',
+        f.created ? h('span', { cls: 'llmops-item-meta' }, [` · ${when(f.created)}`]) : null
+      ])
+    )
+  );
 }
 
 function flatten(nodes: SpanNode[]): SpanNode[] {

@@ -8,6 +8,7 @@ export abstract class View extends Widget {
   protected readonly body: HTMLElement;
   private readonly errorBox: HTMLElement;
   private loading: Promise<void> | null = null;
+  private stale = false;
 
   constructor(label: string, name: string) {
     super();
@@ -28,16 +29,25 @@ export abstract class View extends Widget {
     void this.refresh();
   }
 
-  /** Fetch and re-render; concurrent calls share one request. */
+  /**
+   * Fetch and re-render. A call during a load shares it and queues one more load, so
+   * what changed meanwhile (a filter, a selection) is not lost.
+   */
   refresh(): Promise<void> {
-    if (!this.loading) {
-      this.loading = this.load()
-        .then(() => this.showError(null))
-        .catch(error => this.showError(message(error)))
-        .finally(() => {
-          this.loading = null;
-        });
+    if (this.loading) {
+      this.stale = true;
+      return this.loading;
     }
+    this.loading = this.load()
+      .then(() => this.showError(null))
+      .catch(error => this.showError(message(error)))
+      .finally(() => {
+        this.loading = null;
+        if (this.stale) {
+          this.stale = false;
+          void this.refresh();
+        }
+      });
     return this.loading;
   }
 

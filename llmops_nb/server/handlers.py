@@ -175,7 +175,15 @@ class ProjectsHandler(BaseHandler):
         limit, offset = self.paging()
         rows, total = await self.query(get_store().project_page, limit, offset)
         items = [p.row(r) for r in rows]
-        self.reply(p.page(items, total, limit, offset) | {"current": config.current_project()})
+        self.reply(p.page(items, total, limit, offset) | _followed_project())
+
+
+def _followed_project() -> dict[str, Any]:
+    """The project a notebook last chose with `%llmops project`, for the sidebar to follow."""
+    recorded = config.recorded_project()
+    if recorded is None:
+        return {"current": config.current_project(), "current_updated": None}
+    return {"current": recorded[0], "current_updated": recorded[1]}
 
 
 class ChangesHandler(BaseHandler):
@@ -186,7 +194,7 @@ class ChangesHandler(BaseHandler):
     async def get(self) -> None:
         project = self.project()
         marker = await self.query(get_store().change_marker, project)
-        self.reply({"project": project, "marker": marker})
+        self.reply({"project": project, "marker": marker} | _followed_project())
 
 
 # --- prompts -------------------------------------------------------------------------
@@ -370,7 +378,11 @@ def _trace_page(project: str, limit: int, offset: int, **filters: Any) -> tuple[
 
 
 class TracesHandler(BaseHandler):
-    """Latest first; ?name=&status=ok|error&since=&until= filter (times: ISO 8601 or epoch ms)."""
+    """Latest first; ?name=&name_contains=&status=ok|error&since=&until=&run= filter.
+
+    name is exact, name_contains a case-insensitive substring; times are ISO 8601 or epoch
+    ms; run is an eval run id (the traces of that run's calls).
+    """
 
     @tornado.web.authenticated
     @api
@@ -381,9 +393,11 @@ class TracesHandler(BaseHandler):
             raise BadParam(f"status must be 'ok' or 'error', got {status!r}")
         filters = {
             "name": self.str_arg("name"),
+            "name_contains": self.str_arg("name_contains"),
             "status": status,
             "since_ns": self.time_arg("since"),
             "until_ns": self.time_arg("until"),
+            "eval_run_id": self.int_arg("run", 0, 0, 2**62) or None,
         }
         rows, total = await self.query(_trace_page, project, limit, offset, **filters)
         self.reply(p.page([p.trace_summary(t) for t in rows], total, limit, offset))

@@ -175,11 +175,16 @@ class TraceQueries(StoreBase):
         since_ns: int | None = None,
         until_ns: int | None = None,
         eval_run_id: int | None = None,
+        name_contains: str | None = None,
     ) -> list[m.Trace]:
         """Traces of PROJECT, latest first (by start), filtered by name, status, time and
-        eval run."""
+        eval run.
+
+        `name` matches exactly; `name_contains` is a case-insensitive substring (the
+        sidebar's as-you-type filter).
+        """
         query = self._filtered(
-            select(m.Trace), project, name, status, since_ns, until_ns, eval_run_id
+            select(m.Trace), project, name, status, since_ns, until_ns, eval_run_id, name_contains
         )
         query = query.order_by(m.Trace.start_ns.desc(), m.Trace.id.desc())  # type: ignore[attr-defined]
         query = query.offset(max(0, offset)).limit(max(0, limit))
@@ -195,6 +200,7 @@ class TraceQueries(StoreBase):
         since_ns: int | None = None,
         until_ns: int | None = None,
         eval_run_id: int | None = None,
+        name_contains: str | None = None,
     ) -> int:
         """How many traces `list_traces` would page through with the same filters."""
         query = self._filtered(
@@ -205,6 +211,7 @@ class TraceQueries(StoreBase):
             since_ns,
             until_ns,
             eval_run_id,
+            name_contains,
         )
         with self.session() as s:
             return int(s.execute(query).scalar_one())
@@ -242,12 +249,17 @@ class TraceQueries(StoreBase):
         since_ns: int | None,
         until_ns: int | None,
         eval_run_id: int | None = None,
+        name_contains: str | None = None,
     ) -> Any:
         query = query.where(m.Trace.project_id == self.project_id(project))
         if eval_run_id is not None:
             query = query.where(m.Trace.eval_run_id == eval_run_id)
         if name is not None:
             query = query.where(m.Trace.name == name)
+        if name_contains:
+            query = query.where(
+                func.lower(m.Trace.name).contains(name_contains.lower(), autoescape=True)
+            )
         if status is not None:
             query = query.where(m.Trace.status == status)
         if since_ns is not None:
