@@ -15,8 +15,11 @@ export TOKENIZERS_PARALLELISM := false
 install: $(STAMP)
 
 # torch is pinned and installed first so the resolver never pulls the CUDA build.
-$(STAMP): pyproject.toml
+# A change to the sidebar's sources rebuilds the prebuilt extension (hatch skips the build
+# while llmops_nb/labextension exists).
+$(STAMP): pyproject.toml package.json $(wildcard labextension/src/*.ts labextension/style/*)
 	test -x $(PY) || python3 -m venv $(VENV)
+	rm -rf llmops_nb/labextension
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
 	$(VENV)/bin/uv pip install -q --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'

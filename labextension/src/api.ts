@@ -313,7 +313,7 @@ export const api = {
   evals: (project: string, page: Paging = {}): Promise<Page<EvalRun>> =>
     requestAPI(withQuery('evals', { project, ...page })),
   evalDetail: async (runId: number): Promise<EvalView> =>
-    asEvalView(await requestAPI(`evals/${runId}`)),
+    requestAPI(`evals/${runId}`),
   evalResults: (
     runId: number,
     prompt: string,
@@ -342,22 +342,3 @@ export const api = {
     requestAPI(withQuery('models', { project, ...page }))
 };
 
-/**
- * The eval view from GET evals/<id>. Servers from before the shared view layer answer
- * {run, summary} with `rows` and `tokens`: read that into the same shape.
- */
-function asEvalView(payload: any): EvalView {
-  if (!payload || !payload.run || !Array.isArray(payload.summary)) {
-    return payload as EvalView;
-  }
-  const { run, summary } = payload;
-  return {
-    id: run.id,
-    name: run.name,
-    status: run.status,
-    n_cells: run.n_cells,
-    created: run.created_at,
-    baseline_id: run.baseline_id ?? null,
-    cells: summary.map((c: any) => ({ ...c, n: c.rows, input_tokens: c.tokens }))
-  };
-}
