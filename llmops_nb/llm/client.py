@@ -71,8 +71,8 @@ class ModelTimeout(ModelCallError, TimeoutError):
     """No response within the timeout, on every attempt."""
 
 
-# Parameters that never enter the cache key: secrets, and what does not change the reply.
-_SECRET = re.compile(r"api_?key|secret|password|credential|auth|token$|headers", re.I)
+# Parameters that never enter the cache key: secrets (redaction.is_secret_name, and
+# headers, which carry them), and what does not change the reply.
 _NOT_IN_KEY = frozenset(
     {
         "metadata", "litellm_metadata", "timeout", "request_timeout", "num_retries",
@@ -111,7 +111,11 @@ def cache_key(
     operation: str = "completion",
 ) -> str:
     """sha256 of (model, messages, parameters, endpoint): never of a key or a header."""
-    kept = {k: v for k, v in params.items() if k not in _NOT_IN_KEY and not _SECRET.search(k)}
+    kept = {
+        k: v
+        for k, v in params.items()
+        if k not in _NOT_IN_KEY and not (redaction.is_secret_name(k) or k.endswith("headers"))
+    }
     payload: dict[str, Any] = {
         "model": model,
         "messages": messages,

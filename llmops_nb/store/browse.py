@@ -115,10 +115,11 @@ class BrowseQueries(StoreBase):
     # --- evaluations --------------------------------------------------------------
 
     def eval_runs_page(self, project: str, limit: int, offset: int) -> Page:
-        """A project's eval runs, newest first."""
+        """A project's eval runs, newest first (a run whose process died reads 'interrupted')."""
         pid = self.find_project_id(project)
         if pid is None:
             return [], 0
+        self.settle_eval_runs(project)  # type: ignore[attr-defined]
         with self.session() as s:
             query = select(m.EvalRun).where(m.EvalRun.project_id == pid)
             order = (m.EvalRun.created_at.desc(), m.EvalRun.id.desc())  # type: ignore[attr-defined,union-attr]
