@@ -150,8 +150,11 @@ def _prompts(touched: Touched, out: Appendix) -> str:
             f'<div class="lo-item" id="prompt-{_e(name)}-{version}">'
             f"{clean_html(panels.prompt_html(found))}</div>"
         )
+    from ..store import get_store
+
+    store = get_store()
     for project, name in names:
-        log = prompting.alias_log(name, project=project)
+        log = store.alias_log(project, name)
         if not log:
             continue
         rows = "".join(
