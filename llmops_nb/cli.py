@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 DEMO_NOTEBOOK = "quickstart.ipynb"
 
@@ -13,6 +15,8 @@ DEMO_NOTEBOOK = "quickstart.ipynb"
 def demo(out_dir: Path) -> int:
     """Run the quickstart headless on the embedded defaults, export it, print the report's path.
 
+    The notebook is saved after every cell, as JupyterLab's autosave would, so its own
+    `%llmops report` cell sees the cells above it. Only the report's path goes to stdout.
     The other tour notebooks run in the tests, not here: the demo is the one lifecycle.
     """
     from nbclient import NotebookClient
@@ -22,19 +26,34 @@ def demo(out_dir: Path) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     root = Path(__file__).resolve().parent.parent / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     source, target = root / DEMO_NOTEBOOK, (out_dir / DEMO_NOTEBOOK).resolve()
     os.environ["LLMOPS_NB_PROJECT"] = f"demo-{source.stem}"
-    # the kernel records this path in the store, so the report finds what it wrote
+    # the kernel records this path in the store and reports on it, so it is saved as it runs
     os.environ["LLMOPS_NB_NOTEBOOK"] = str(target)
     print(f"running {source.name} (project demo-{source.stem}) ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
     nb = read(source, as_version=4)
+    write(nb, target)
+
+    def save(cell: Any, execute_reply: dict[str, Any], **_: Any) -> None:
+        # the kernel's own count (nbclient counts from 1, the kernel from 2), as Lab saves
+        count = execute_reply.get("content", {}).get("execution_count")
+        if count:
+            cell["execution_count"] = count
+        write(nb, target)
+
     NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(out_dir.resolve())}},
+        on_cell_executed=save,
     ).execute()
     write(nb, target)
-    print(f"executed -> {target}", file=sys.stderr)
+    print(f"executed -> {target} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(export(target))
     return 0
 
