@@ -67,8 +67,8 @@ if TYPE_CHECKING:
     from .evals import EvalRun, evaluate, scorer
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
     from .llm.client import acomplete, complete
-    from .llm.embeddings import aembed, embed
     from .llm.completion import Completion
+    from .llm.embeddings import aembed, embed
     from .prompting import (
         PromptVersion,
         prompt,

@@ -47,7 +47,8 @@ def test_quickstart_runs_the_lifecycle_and_ends_in_its_report(
     assert re.search(r"'(escalate|thank)'", cell_text(find_cell(nb, "@lo.trace")))
     trace_view = cell_html(find_cell(nb, "%trace"))
     assert "triage" in trace_view and "normalise" in trace_view
-    assert "'completed', 'local/" in cell_text(find_cell(nb, "job.wait()"))
+    finished = cell_text(find_cell(nb, "job.wait()"))
+    assert finished.startswith("('completed',") and "'local/" in finished
     assert "report written: " + str(report) in cell_text(find_cell(nb, "%llmops report"))
 
     # the kernel wrote to the store this process reads

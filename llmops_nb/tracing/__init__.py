@@ -16,6 +16,7 @@ Importing this package stays light: OpenTelemetry's SDK loads with the first spa
 
 from __future__ import annotations
 
+from ..redaction import add_secrets, is_secret_name, known_secrets
 from .api import SpanHandle, eval_span, span, trace
 from .calls import (
     end_call_span,
@@ -27,7 +28,6 @@ from .calls import (
 from .pipeline import flush, shutdown, stats
 from .reading import InvalidFeedback, feedback, get_trace, last_trace, show, traces
 from .records import SpanRecord, Trace
-from ..redaction import add_secrets, is_secret_name, known_secrets
 from .snapshot import MAX_ITEMS, jsonable
 
 __all__ = [

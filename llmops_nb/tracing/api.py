@@ -13,10 +13,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
+from ..redaction import MASK, is_secret_name
 from . import pipeline
 from .calls import cancel_calls_under
 from .pipeline import payloads as _payloads
-from ..redaction import MASK, is_secret_name
 from .rows import CANCELLED, EVAL_RUN, is_cancellation
 from .snapshot import MAX_ITEMS, MAX_STR, MAX_TOTAL, attribute_value, convert, jsonable
 
