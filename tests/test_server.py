@@ -134,27 +134,22 @@ def seed_eval_run(project: str = "default", name: str = "faq") -> int:
 
 
 def seed_finetune(project: str = "default") -> int:
+    """A finished job with 30 metric rows and its model, written through the store's own
+    fine-tune API (the calls the worker makes), not raw rows."""
     store = get_store()
-    pid = store.project_id(project)
-
-    def write(s: Any) -> int:
-        job = m.FinetuneJob(
-            project_id=pid, name="support-ft", base="tiny-llama", method="lora",
-            backend="peft", status="done", params={"r": 16},
-        )  # fmt: skip
-        s.add(job)
-        s.flush()
-        for step in range(1, 31):
-            s.add(m.FinetuneMetric(job_id=job.id, step=step, loss=3.0 / step, lr=2e-4))
-        s.add(
-            m.RegisteredModel(
-                project_id=pid, name="support-ft", version=1, base="tiny-llama",
-                backend="peft", job_id=job.id, metrics={"loss": 0.1},
-            )
-        )  # fmt: skip
-        return job.id
-
-    return store.write(write)
+    job = store.create_finetune_job(
+        project, "support-ft", base="tiny-llama", method="lora", backend="peft", params={"r": 16}
+    )
+    store.update_finetune_job(job.id, status="running", only_from=("queued",))
+    store.add_finetune_metrics(
+        job.id, [{"step": step, "loss": 3.0 / step, "lr": 2e-4} for step in range(1, 31)]
+    )
+    store.update_finetune_job(job.id, status="completed", only_from=("running",))
+    store.register_model(
+        project, "support-ft", base="tiny-llama", backend="peft", job_id=job.id,
+        metrics={"loss": 0.1},
+    )  # fmt: skip
+    return job.id
 
 
 # --- authentication ------------------------------------------------------------------
@@ -430,7 +425,7 @@ async def test_finetunes_metrics_and_models(jp_fetch: Any, store_url: str) -> No
     job_id = seed_finetune()
     jobs = await get(jp_fetch, "finetunes")
     assert [(j["name"], j["status"], j["base"]) for j in jobs["items"]] == [
-        ("support-ft", "done", "tiny-llama")
+        ("support-ft", "completed", "tiny-llama")
     ]
     assert (await get(jp_fetch, f"finetunes/{job_id}"))["params"] == {"r": 16}
     metrics = await get(jp_fetch, f"finetunes/{job_id}/metrics", limit=1000)
