@@ -96,7 +96,9 @@ def test_a_rows_trace_opens_in_the_panel(runs: Any) -> None:
     reply = sent[0]
     assert reply["type"] == "trace" and reply["trace_id"] == trace_id
     assert reply["trace"]["id"] == trace_id
-    [llm] = reply["trace"]["spans"]
+    [root] = reply["trace"]["spans"]  # the eval span each cell's call now runs under
+    assert root["kind"] == "eval"
+    [llm] = root["children"]
     assert llm["kind"] == "llm" and "<script>alert(0)</script>" in json.dumps(llm["inputs"])
     widget._on_message(widget, {"type": "trace", "trace_id": "0" * 32}, [])
     assert sent[1]["type"] == "trace_error" and "no trace" in sent[1]["message"]
