@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from notebook_runner import cell_html, cell_text, execute, find_cell
 
 import llmops_nb as lo
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 def test_evals_notebook(llmops_home: Path, tmp_path: Path) -> None:
     nb = execute("evals.ipynb", tmp_path)
 
@@ -36,7 +32,7 @@ def test_evals_notebook(llmops_home: Path, tmp_path: Path) -> None:
     assert any("image/svg+xml" in o.get("data", {}) for o in chart.outputs)
 
     candidate = cell_text(find_cell(nb, "%%eval release --baseline latest"))
-    assert "baseline #2" in candidate and "[contains regression]" in candidate
+    assert "baseline release #2" in candidate and "[contains regression]" in candidate
     compare = cell_text(find_cell(nb, "candidate_run.compare()"))
     assert "regression" in compare and "0.001953" in compare
 
