@@ -103,8 +103,31 @@ def notebook_path() -> str | None:
     return os.environ.get("JPY_SESSION_NAME") or os.environ.get("LLMOPS_NB_NOTEBOOK") or None
 
 
-def otlp_endpoint() -> str | None:
-    return os.environ.get("LLMOPS_NB_OTLP_ENDPOINT") or None
+def otlp_endpoint() -> tuple[str, bool] | None:
+    """Where spans go over OTLP, and whether that is a base URL (the signal path still to
+    add): LLMOPS_NB_OTLP_ENDPOINT (base or /v1/traces URL), else the standard
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is), else OTEL_EXPORTER_OTLP_ENDPOINT."""
+    ours = os.environ.get("LLMOPS_NB_OTLP_ENDPOINT")
+    if ours:
+        return ours, True
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces:
+        return traces, False
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return (base, True) if base else None
+
+
+def otlp_protocol() -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."""
+    value = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    return (value or "http/protobuf").strip().lower()
+
+
+def otel_capture_message_content() -> str | None:
+    """The standard switch for exporting prompts and replies (see tracing.otel)."""
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
 
 
 @dataclass
@@ -118,6 +141,9 @@ class Settings:
     display: bool = True
     finetune_backend: str = "auto"  # auto, unsloth or peft
     finetune_batch_size: int = 8
+    # export prompts, replies, inputs and outputs over OTLP; None: as
+    # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT says (default yes)
+    otlp_content: bool | None = None
 
 
 settings = Settings()

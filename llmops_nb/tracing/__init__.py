@@ -7,7 +7,8 @@ One job per module:
 - `calls`: the LLM call spans the litellm callback (`llm/callback.py`) opens and closes;
 - `pipeline` (with `rows`): the private tracer provider and the batch writer that stores
   spans off the hot path (bounded queue, retries, start-up spool; what can be lost is
-  documented there), plus OTLP export with LLMOPS_NB_OTLP_ENDPOINT;
+  documented there);
+- `otel`: what an OTLP backend receives (GenAI conventions, OpenInference), and where;
 - `records`: `Trace` and `SpanRecord`, what a stored trace reads back as;
 - `reading`: `get_trace`, `last_trace`, `traces`, `feedback`, `show`.
 
@@ -17,7 +18,7 @@ Importing this package stays light: OpenTelemetry's SDK loads with the first spa
 from __future__ import annotations
 
 from ..redaction import add_secrets, is_secret_name, known_secrets
-from .api import SpanHandle, eval_span, span, trace
+from .api import SpanHandle, eval_scores, eval_span, span, trace
 from .calls import (
     end_call_span,
     expect_call_end,
@@ -38,6 +39,7 @@ __all__ = [
     "Trace",
     "add_secrets",
     "end_call_span",
+    "eval_scores",
     "eval_span",
     "expect_call_end",
     "feedback",

@@ -20,7 +20,7 @@ from .pipeline import payloads as _payloads
 from .rows import CANCELLED, EVAL_RUN, is_cancellation
 from .snapshot import MAX_ITEMS, MAX_STR, MAX_TOTAL, attribute_value, convert, jsonable
 
-__all__ = ["SpanHandle", "eval_span", "span", "trace"]
+__all__ = ["SpanHandle", "eval_scores", "eval_span", "span", "trace"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,13 +199,64 @@ def span(
     return SpanHandle(name, kind, inputs, attributes)
 
 
-def eval_span(run_id: int, *, inputs: Any = None) -> SpanHandle:
+def eval_span(
+    run_id: int,
+    *,
+    inputs: Any = None,
+    prompt: str | None = None,
+    prompt_version: int | None = None,
+    model: str | None = None,
+    row: int | None = None,
+) -> SpanHandle:
     """The span an eval run puts around each cell's model call: `with eval_span(run.id):`.
 
     It is the root of a trace of its own (even inside another span) and carries the run
-    id, which the trace row records, so `lo.traces(run=run.id)` lists the run's calls.
+    id, which the trace row records, so `lo.traces(run=run.id)` lists the run's calls;
+    the cell's prompt (label and version id), model and row index go with it as
+    `llmops.eval.*` attributes, for backends that receive the trace over OTLP.
     """
-    return SpanHandle("eval", "eval", inputs, {EVAL_RUN: int(run_id)}, new_trace=True)
+    attributes: dict[str, Any] = {EVAL_RUN: int(run_id)}
+    for key, value in (
+        ("llmops.eval.prompt", prompt),
+        ("llmops.eval.prompt_version_id", prompt_version),
+        ("llmops.eval.model", model),
+        ("llmops.eval.row_index", row),
+    ):
+        if value is not None:
+            attributes[key] = value
+    return SpanHandle("eval", "eval", inputs, attributes, new_trace=True)
+
+
+def eval_scores(cell: SpanHandle, scores: Mapping[str, Any]) -> None:
+    """Record a cell's scores as an "eval scores" span under its `eval_span` (ended).
+
+    Each score is an attribute `llmops.eval.score.<name>` (a number, or a stored score's
+    {"score": ...}) and a `gen_ai.evaluation.result` event, the conventions' name for it.
+    """
+    if cell._span is None or not scores:
+        return
+    tracer = _tracer or _start_tracer()
+    attrs: dict[str, Any] = {EVAL_RUN: (cell._attrs or {}).get(EVAL_RUN)}
+    events = []
+    for name, stored in scores.items():
+        value = stored.get("score") if isinstance(stored, Mapping) else stored
+        event: dict[str, Any] = {"gen_ai.evaluation.name": str(name)}
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attrs[f"llmops.eval.score.{name}"] = float(value)
+            event["gen_ai.evaluation.score.value"] = float(value)
+        reason = stored.get("reason") if isinstance(stored, Mapping) else None
+        if isinstance(reason, str):
+            event["gen_ai.evaluation.explanation"] = reason
+        events.append(event)
+    sp = tracer.start_span(
+        "eval scores",
+        context=_in_context(cell._span),
+        attributes={k: attribute_value(v) for k, v in attrs.items() if v is not None},
+    )
+    for event in events:
+        sp.add_event("gen_ai.evaluation.result", event)
+    _payloads[sp.get_span_context().span_id] = ["evaluator", None, jsonable(dict(scores))]
+    sp.end()
 
 
 class _Args:

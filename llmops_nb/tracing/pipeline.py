@@ -3,8 +3,9 @@
 The processor queues each ended span; a daemon thread writes them to the store in
 batches (`Store.record_spans`), so a traced call pays microseconds, never a database
 write. The writer is woken as soon as a trace's root span ends, and drained at exit.
-With LLMOPS_NB_OTLP_ENDPOINT set, the stored spans (with their inputs and outputs as
-attributes) also go to any OpenTelemetry backend over OTLP/HTTP.
+With an OTLP endpoint configured (LLMOPS_NB_OTLP_ENDPOINT or the standard OTEL_EXPORTER_OTLP_*
+variables), the stored spans also go to any OpenTelemetry backend, in the GenAI
+conventions' terms (`otel`).
 
 What can be lost, and when:
 - A store blip loses nothing: a batch stays queued until it is stored, and the store is
@@ -39,7 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import config, redaction
-from .rows import add_to_delta, eval_run_of, new_delta, span_row, with_payload
+from . import otel
+from .rows import add_to_delta, eval_run_of, new_delta, span_row
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -75,26 +77,17 @@ class Pipeline:
     """The tracer provider, the store processor, its writer thread and the optional OTLP export."""
 
     def __init__(self) -> None:
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         from .._version import __version__
 
-        self.otlp: Any = None
-        endpoint = config.otlp_endpoint()
-        if endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            # fed by the writer, with each span's inputs and outputs added
-            self.otlp = BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=_traces_url(endpoint)), schedule_delay_millis=500
-            )
+        # fed by the writer with each span's OTLP copy (`otel.otlp_copy`), or None
+        self.otlp: Any = otel.span_processor()
         self.processor = StoreProcessor(self)
         self.provider = TracerProvider(
             sampler=ALWAYS_ON,  # record every span, even under a user's unsampled parent
-            resource=Resource.create({"service.name": "llmops_nb"}),
+            resource=otel.base_resource(),
             shutdown_on_exit=False,
             # the one processor, called directly (no multi-processor fan-out per span)
             active_span_processor=self.processor,  # type: ignore[arg-type]
@@ -106,12 +99,6 @@ class Pipeline:
         self.processor.shutdown(wait)
         if self.otlp is not None:
             self.otlp.shutdown()
-
-
-def _traces_url(endpoint: str) -> str:
-    """LLMOPS_NB_OTLP_ENDPOINT may be a collector's base URL or its /v1/traces URL."""
-    endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
 _pipeline: Pipeline | None = None
@@ -156,7 +143,8 @@ class StoreProcessor:
         self.live: set[int] = set()
         # trace id -> (root span id, project, notebook path, eval run id), for the trace row
         self.roots: dict[int, tuple[int, str, str | None, int | None]] = {}
-        self.done: OrderedDict[int, None] = OrderedDict()  # traces whose root is stored
+        # traces whose root is stored -> their eval run id (for spans that come later)
+        self.done: OrderedDict[int, int | None] = OrderedDict()
         self.last_root: int | None = None
         self.wake = threading.Event()
         self.room = threading.Event()  # set by the writer whenever it took spans off the queue
@@ -362,6 +350,7 @@ class StoreProcessor:
         spans = [self.queue.popleft() for _ in range(n)]
         rows: list[dict[str, Any]] = []
         deltas: dict[str, dict[str, Any]] = {}
+        groups: list[tuple[str, int | None]] = []  # each span's project and eval run, for OTLP
         redaction.refresh_env()  # keys exported since the last batch
         for readable, payload in spans:
             row = span_row(readable, payload)
@@ -371,6 +360,9 @@ class StoreProcessor:
             tid = readable.context.trace_id
             root = self.roots.get(tid)
             is_root = root is not None and root[0] == readable.context.span_id
+            groups.append(
+                (root[1], root[3]) if root else (config.settings.project, self.done.get(tid))
+            )
             d = deltas.get(row["trace_id"])
             if d is None:
                 if root is None:
@@ -381,13 +373,15 @@ class StoreProcessor:
             add_to_delta(d, row, is_root)
             if is_root:
                 self.roots.pop(tid, None)
-                self.done[tid] = None
+                self.done[tid] = root[3]
                 if len(self.done) > 10_000:
                     self.done.popitem(last=False)
         otlp = self.pipeline.otlp
         if otlp is not None:  # masked like the store's rows; its own queue and retries
-            for (readable, _), row in zip(spans, rows):
-                otlp.on_end(with_payload(readable, row))
+            content = otel.capture_content()
+            for (readable, _), row, (project, run) in zip(spans, rows, groups):
+                copy = otel.otlp_copy(readable, row, project=project, eval_run=run, content=content)
+                otlp.on_end(copy)
         return _Batch(rows, list(deltas.values()))
 
     # start-up: open the store off the writer, spool meanwhile, recover dead processes' spools
@@ -564,7 +558,7 @@ def stats() -> dict[str, int]:
 def shutdown(wait: float = EXIT_WAIT) -> None:
     """Flush, stop the writer and forget the pipeline; the next span starts a fresh one.
 
-    Tests use it after changing LLMOPS_NB_OTLP_ENDPOINT.
+    Tests use it after changing the OTLP endpoint or the resource variables.
     """
     global _pipeline
     with _pipeline_lock:

@@ -1,4 +1,4 @@
-"""Ended OpenTelemetry spans as store rows, their trace totals, and their OTLP copies.
+"""Ended OpenTelemetry spans as store rows and their trace totals (OTLP copies: `otel`).
 
 Pure conversions (no store, no threads): the writer in `pipeline` prepares each batch
 with them once, so a batch that must be retried, or spooled to disk, is kept as rows.
@@ -6,7 +6,6 @@ with them once, so a batch that must be retried, or spooled to disk, is kept as 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ __all__ = [
     "is_cancellation",
     "new_delta",
     "span_row",
-    "with_payload",
 ]
 
 CANCELLED = "llmops.cancelled"  # attribute set on a span whose work was cancelled
@@ -149,30 +147,3 @@ def _float(value: Any) -> float:
 def _text(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL characters."""
     return value.replace("\x00", "\\0") if value and "\x00" in value else value
-
-
-def with_payload(readable: ReadableSpan, row: dict[str, Any]) -> ReadableSpan:
-    """A copy of the span for OTLP with our kind, inputs and outputs as attributes."""
-    from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.trace import Status, StatusCode
-
-    attrs = dict(row["attributes"])  # masked, like what the store got
-    attrs["llmops.span.kind"] = row["kind"]
-    if row["inputs"] is not None:
-        attrs["llmops.inputs"] = json.dumps(row["inputs"], ensure_ascii=False)
-    if row["outputs"] is not None:
-        attrs["llmops.outputs"] = json.dumps(row["outputs"], ensure_ascii=False)
-    return ReadableSpan(
-        name=readable.name,
-        context=readable.context,
-        parent=readable.parent,
-        resource=readable.resource,
-        attributes=attrs,
-        events=readable.events,
-        links=readable.links,
-        kind=readable.kind,
-        status=Status(StatusCode.ERROR, row["error"]) if row["error"] else readable.status,
-        start_time=readable.start_time,
-        end_time=readable.end_time,
-        instrumentation_scope=readable.instrumentation_scope,
-    )
