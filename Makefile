@@ -10,7 +10,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo lab bench postgres chromium lint
+.PHONY: install test demo lab bench interop postgres chromium lint
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ lab: install
 
 bench: install
 	@status=0; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || { echo "   (a target above was missed)"; status=1; }; done; exit $$status
+
+# Traces exported to a real Arize Phoenix (installed in its own venv, .cache/phoenix-venv) and
+# read back through its API; outside `make test`, Phoenix being a large install.
+interop: install
+	$(PY) benchmarks/interop_phoenix.py
 
 lint: install
 	$(VENV)/bin/ruff check llmops_nb tests benchmarks
