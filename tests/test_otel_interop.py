@@ -260,6 +260,24 @@ def test_content_capture_is_switchable(
     assert llm["gen_ai.usage.input_tokens"] > 0 and tool["gen_ai.tool.name"] == "lookup"
 
 
+def test_exception_events_are_masked_like_the_store(
+    receiver: Receiver, otel_env: pytest.MonkeyPatch
+) -> None:
+    otel_env.setenv("INTEROP_TEST_TOKEN", "tok-very-secret-42")
+
+    @lo.trace
+    def fails() -> None:
+        raise RuntimeError("upstream refused tok-very-secret-42")
+
+    with pytest.raises(RuntimeError):
+        fails()
+    span = receiver.wait(1)["fails"]
+    (name, event), *_ = span.events
+    assert name == "exception"
+    assert event["exception.message"] == "upstream refused ***"
+    assert "tok-very-secret-42" not in str(receiver.spans)
+
+
 # --- 2. span kinds --------------------------------------------------------------------
 
 

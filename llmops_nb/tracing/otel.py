@@ -131,21 +131,22 @@ def base_resource() -> Resource:
     return Resource.create({"service.name": "llmops_nb"}).merge(OTELResourceDetector().detect())
 
 
-_resources: dict[tuple[int, str], Resource] = {}
+_resources: dict[str, Resource] = {}  # project -> resource, for the base in _resources_of
+_resources_of: list[Any] = [None]
 
 
 def _project_resource(base: Resource, project: str) -> Resource:
     """BASE naming PROJECT, for backends that split by project (Phoenix reads
     openinference.project.name); a value set in OTEL_RESOURCE_ATTRIBUTES stays."""
-    key = (id(base), project)
-    found = _resources.get(key)
+    if _resources_of[0] is not base:  # a new pipeline: its own resource
+        _resources.clear()
+        _resources_of[0] = base
+    found = _resources.get(project)
     if found is None:
         from opentelemetry.sdk.resources import Resource
 
         names = Resource({"llmops.project": project, "openinference.project.name": project})
-        found = _resources[key] = names.merge(base)
-        if len(_resources) > 1_000:
-            _resources.clear()
+        found = _resources[project] = names.merge(base)
     return found
 
 
@@ -216,13 +217,27 @@ def otlp_copy(
         parent=readable.parent,
         resource=_project_resource(readable.resource, project),
         attributes=export_attributes(row, eval_run=eval_run, content=content),
-        events=readable.events,
+        events=_masked_events(readable.events),
         links=readable.links,
         kind=readable.kind,
         status=Status(StatusCode.ERROR, row["error"]) if row["error"] else readable.status,
         start_time=readable.start_time,
         end_time=readable.end_time,
         instrumentation_scope=readable.instrumentation_scope,
+    )
+
+
+def _masked_events(events: Any) -> Any:
+    """Span events (an exception's message and stack) masked like the stored row."""
+    if not events:
+        return events
+    from opentelemetry.sdk.trace import Event
+
+    from .. import redaction
+
+    return tuple(
+        Event(e.name, redaction.redact(dict(e.attributes or {}), refresh=False), e.timestamp)
+        for e in events
     )
 
 
@@ -254,8 +269,6 @@ def export_attributes(
         attrs.setdefault("session.id", f"llmops-eval-run-{eval_run}")  # Phoenix: one session
     if content:
         _values(attrs, inputs, outputs)
-    else:
-        attrs.pop("exception.stacktrace", None)  # may quote arguments
     return attrs
 
 
