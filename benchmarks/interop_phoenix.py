@@ -242,11 +242,16 @@ def report(base: str, exported: dict[str, Any]) -> int:
             problems.append(f"{name}: no input")
         if want_out and not out:
             problems.append(f"{name}: no output")
-        if name == "chat gpt-4o-mini" and "gen_ai.input.messages" in attrs:
+        if name == "chat gpt-4o-mini":
             if "echo:" not in out:
                 problems.append(f"{name}: the reply is not in the output")
-        if name == "eval" and attrs.get("llmops.eval.run_id") != exported["run"]:
-            problems.append(f"eval: run id {attrs.get('llmops.eval.run_id')!r}")
+            if "gen_ai.input.messages" not in attrs or "gen_ai.output.messages" not in attrs:
+                problems.append(f"{name}: no gen_ai.input/output.messages")
+        if name == "eval":
+            run, session = attrs.get("llmops.eval.run_id"), attrs.get("session.id")
+            print(f"{'':<22} {'':<10} run {run}, session {session}")
+            if run != exported["run"] or session != f"llmops-eval-run-{exported['run']}":
+                problems.append(f"eval: run {run!r}, session {session!r}")
     for name in EXPECTED:
         if name not in seen:
             problems.append(f"{name}: not in Phoenix")
