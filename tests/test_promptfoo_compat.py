@@ -123,7 +123,7 @@ def test_vars_files_file_vars_and_chat_prompt_file(tmp_path: Path) -> None:
         text = config.read_text().replace("tests:", "defaultTest: {vars: {doc: none}}\ntests:")
         config.write_text(text)
         run = _pf(config)
-        sent = [r["messages"] for r in srv.requests]
+        sent = [r["body"]["messages"] for r in srv.requests]
     assert sorted(m[1]["content"] for m in sent) == ["tides: none", "waves: The moon pulls the sea."]
     assert {m[0]["content"] for m in sent} == {"Be calm.", "Be dry."}
     assert run.results.sort("row_index")["passed"].to_list() == [True, True]
@@ -156,7 +156,7 @@ def test_csv_special_columns(tmp_path: Path) -> None:
     _write(
         tmp_path / "t.csv",
         "q,__expected,__expected2,__threshold,__config:__expected2:threshold,__metadata:src,__metric\n"
-        "hi,contains:   echo: hi  ,levenshtein: echo: hx,,0,doc,greet\n"
+        "hi,contains:   echo: hi  ,levenshtein: echo: hxx,,1,doc,greet\n"
         "bye,equals: nope,contains: bye,0.5,,doc,greet\n"
         "yo,grade: JUDGE_PASS polite,contains: yo,,,web,\n",
     )
@@ -175,7 +175,7 @@ def test_csv_special_columns(tmp_path: Path) -> None:
         )
         run = _pf(config)
     results = run.results.sort("row_index")
-    # row 1: 'echo: hi' vs 'echo: hx' is 1 edit, over the column threshold 0 -> fails
+    # row 1: 'echo: hi' vs 'echo: hxx' is 2 edits, over the __config threshold 1 -> fails
     # row 2: equals fails, contains passes: score 0.5 >= __threshold 0.5 -> passes
     # row 3: grade: is llm-rubric, judged to pass
     assert results["passed"].to_list() == [False, True, True]
@@ -209,8 +209,8 @@ def test_refusals_name_what_is_not_supported(tmp_path: Path) -> None:
     _write(tmp_path / "gen.py", "def generate():\n    return []\n")
     cases = {
         "tests: [{vars: {q: a}, assert: [{type: javascript, value: 'output.length'}]}]": "'javascript' is not supported",
-        "redteam: {purpose: x}\ntests: [{vars: {q: a}}]": "'redteam' is a promptfoo feature",
-        "extensions: [file://x.js:hook]\ntests: [{vars: {q: a}}]": "'extensions' is a promptfoo feature",
+        "redteam: {purpose: x}\ntests: [{vars: {q: a}}]": "promptfoo key 'redteam' .*is a promptfoo feature",
+        "extensions: [file://x.js:hook]\ntests: [{vars: {q: a}}]": "promptfoo key 'extensions' .*is a promptfoo feature",
         "tests: huggingface://datasets/x/y": "huggingface:// test sources",
         "tests: file://gen.py:generate": "test generators (gen.py:generate)",
         "tests: [{vars: {q: a}, assert: [{type: equals, value: a, transform: 'output.split(1)'}]}]": "transform 'output.split(1)' is JavaScript",

@@ -75,6 +75,7 @@ class ScoreContext:
     output_tokens: int | None = None
     input_text: str = ""  # the rendered prompt, for the judge
     cache: bool | None = None
+    cached: bool = False  # the output came from the cache (its latency is not the model's)
     call: Callable[..., Any] | None = None  # async (model, messages, **kw) -> Completion
     memo: dict[str, Any] = field(default_factory=dict)  # shared by one cell's scorers
 
