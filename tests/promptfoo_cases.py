@@ -116,7 +116,11 @@ CASES: list[Case] = [
     (_t(_a("contains", "a"), _a("contains", "zzz", weight=0)), "a", False),
     (_t(_a("contains", "a"), _a("contains", "zzz", weight=0), threshold=0.5), "a", True),
     (_t(_a("contains", "zzz"), threshold=0), "a", True),
-    (_t(_a("contains", "a", metric="accuracy"), _a("contains", "b", metric="accuracy")), "ab", True),
+    (
+        _t(_a("contains", "a", metric="accuracy"), _a("contains", "b", metric="accuracy")),
+        "ab",
+        True,
+    ),
     # llm-rubric (the judge answers per the rubric's keyword, see JUDGE_REPLIES)
     (_t(_a("llm-rubric", "JUDGE_PASS is polite")), "Thanks!", True),
     (_t(_a("llm-rubric", "JUDGE_FAIL is polite")), "Go away", False),

@@ -96,6 +96,16 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _providers(srv: Any, key: str = "providers") -> str:
+    """The config line naming the test server as an OpenAI provider."""
+    return f"{key}: {_flow([_provider(srv)])}"
+
+
+def _flow(value: Any) -> str:
+    """VALUE as one line of YAML flow style."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip() + "\n"
+
+
 def _pf(path: Path) -> Any:
     return run_cell("pf", str(path), progress=False, cache=False)
 
@@ -107,13 +117,12 @@ def test_vars_files_file_vars_and_chat_prompt_file(tmp_path: Path) -> None:
         _write(tmp_path / "cfg" / "doc.txt", "The moon pulls the sea.")
         _write(
             tmp_path / "cfg" / "chat.yaml",
-            "- role: system\n  content: 'Be {{tone}}.'\n- role: user\n  content: '{{topic}}: {{doc}}'\n",
+            "- role: system\n  content: 'Be {{tone}}.'\n"
+            "- role: user\n  content: '{{topic}}: {{doc}}'\n",
         )
         config = _write(
             tmp_path / "cfg" / "promptfooconfig.yaml",
-            "prompts: [file://chat.yaml]\n"
-            f"targets:\n  - {{id: openai:gpt-4o-mini, config: {{apiBaseUrl: '{srv.base_url}', apiKey: k}}}}\n"
-            "tests:\n"
+            "prompts: [file://chat.yaml]\n" + _providers(srv, "targets") + "tests:\n"
             "  - vars: ../vars/vars_*.yaml\n"
             "    assert: [{type: contains, value: tides}]\n"
             "  - vars: {topic: waves, tone: dry, doc: file://doc.txt}\n"
@@ -124,7 +133,10 @@ def test_vars_files_file_vars_and_chat_prompt_file(tmp_path: Path) -> None:
         config.write_text(text)
         run = _pf(config)
         sent = [r["body"]["messages"] for r in srv.requests]
-    assert sorted(m[1]["content"] for m in sent) == ["tides: none", "waves: The moon pulls the sea."]
+    assert sorted(m[1]["content"] for m in sent) == [
+        "tides: none",
+        "waves: The moon pulls the sea.",
+    ]
     assert {m[0]["content"] for m in sent} == {"Be calm.", "Be dry."}
     assert run.results.sort("row_index")["passed"].to_list() == [True, True]
 
@@ -134,8 +146,8 @@ def test_list_vars_expand_as_promptfoo_does(tmp_path: Path) -> None:
         config = _write(
             tmp_path / "c.yaml",
             "prompts: ['{{greeting}} in {{lang}}', 'Say {{greeting}} ({{lang}})']\n"
-            f"providers: [{{id: openai:gpt-4o-mini, config: {{apiBaseUrl: '{srv.base_url}', apiKey: k}}}}]\n"
-            "tests:\n"
+            + _providers(srv)
+            + "tests:\n"
             "  - vars: {lang: [French, German], greeting: '{{word}}!', word: hello, "
             "shape: [{a: 1}, {a: 2}]}\n"
             "    assert: [{type: contains, value: '{{lang}}'}]\n",
@@ -161,17 +173,29 @@ def test_csv_special_columns(tmp_path: Path) -> None:
         "yo,grade: JUDGE_PASS polite,contains: yo,,,web,\n",
     )
     with serve(reply=_reply({})) as srv:
-        srv.configure(reply=lambda body: (
-            JUDGE_REPLIES["JUDGE_PASS"] if "JUDGE_PASS" in str(body["messages"])
-            else "echo: " + str(body["messages"][-1]["content"])
-        ))
+        srv.configure(
+            reply=lambda body: (
+                JUDGE_REPLIES["JUDGE_PASS"]
+                if "JUDGE_PASS" in str(body["messages"])
+                else "echo: " + str(body["messages"][-1]["content"])
+            )
+        )
         config = _write(
             tmp_path / "c.yaml",
             "prompts: ['{{q}}']\n"
-            f"providers: [{{id: openai:gpt-4o-mini, config: {{apiBaseUrl: '{srv.base_url}', apiKey: k}}}}]\n"
-            f"defaultTest: {{options: {{provider: {{text: {{id: openai:gpt-4o, config: "
-            f"{{apiBaseUrl: '{srv.base_url}', apiKey: k}}}}, embedding: openai:text-embedding-3-small}}}}}}\n"
-            "tests: file://t.csv\n",
+            + _providers(srv)
+            + "defaultTest: "
+            + _flow(
+                {
+                    "options": {
+                        "provider": {
+                            "text": _provider(srv, "openai:gpt-4o"),
+                            "embedding": "openai:text-embedding-3-small",
+                        }
+                    }
+                }
+            )
+            + "tests: file://t.csv\n",
         )
         run = _pf(config)
     results = run.results.sort("row_index")
@@ -187,9 +211,7 @@ def test_csv_special_columns(tmp_path: Path) -> None:
 def test_latency_boundaries_and_cached_latency_is_an_error(tmp_path: Path) -> None:
     with serve() as srv:
         config = (
-            "prompts: ['{{q}}']\n"
-            f"providers: [{{id: openai:gpt-4o-mini, config: {{apiBaseUrl: '{srv.base_url}', apiKey: k}}}}]\n"
-            "tests:\n"
+            "prompts: ['{{q}}']\n" + _providers(srv) + "tests:\n"
             "  - vars: {q: fast}\n"
             "    assert: [{type: latency, threshold: 60000}]\n"
             "  - vars: {q: slow}\n"
@@ -207,23 +229,29 @@ def test_latency_boundaries_and_cached_latency_is_an_error(tmp_path: Path) -> No
 def test_refusals_name_what_is_not_supported(tmp_path: Path) -> None:
     base = "prompts: ['{{q}}']\nproviders: [openai:gpt-4o-mini]\n"
     _write(tmp_path / "gen.py", "def generate():\n    return []\n")
-    cases = {
-        "tests: [{vars: {q: a}, assert: [{type: javascript, value: 'output.length'}]}]": "'javascript' is not supported",
-        "redteam: {purpose: x}\ntests: [{vars: {q: a}}]": "promptfoo key 'redteam' .*is a promptfoo feature",
-        "extensions: [file://x.js:hook]\ntests: [{vars: {q: a}}]": "promptfoo key 'extensions' .*is a promptfoo feature",
-        "tests: huggingface://datasets/x/y": "huggingface:// test sources",
-        "tests: file://gen.py:generate": "test generators (gen.py:generate)",
-        "tests: [{vars: {q: a}, assert: [{type: equals, value: a, transform: 'output.split(1)'}]}]": "transform 'output.split(1)' is JavaScript",
-        "tests: [{vars: {q: a}, assert: [{type: equals, value: a, config: {x: 1}}]}]": "key 'config' is not supported",
-        "tests: [{vars: {q: '{{ x | dump }}'}}]": "",
-        "tests: [{vars: {q: a}, assert: [{type: llm-rubric, value: polite}]}]": "llm-rubric needs a grading provider",
-    }
-    for extra, message in cases.items():
-        text = base + extra
-        if "dump" in extra:
-            text = "prompts: ['{{ q | dump }}']\nproviders: [openai:gpt-4o-mini]\ntests: [{vars: {q: a}}]"
-            message = "the Nunjucks filter 'dump'"
-        with pytest.raises(EvalSpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    one = "tests: [{vars: {q: a}, assert: [%s]}]"
+    cases = [
+        (
+            base + one % "{type: javascript, value: 'output.length'}",
+            "'javascript' is not supported",
+        ),
+        (base + "redteam: {purpose: x}", "promptfoo key 'redteam' .*is a promptfoo feature"),
+        (base + "extensions: [file://x.js:hook]", "promptfoo key 'extensions' .*is a promptfoo"),
+        (base + "tests: huggingface://datasets/x/y", "huggingface:// test sources"),
+        (base + "tests: file://gen.py:generate", r"test generators \(gen.py:generate\)"),
+        (
+            base + one % "{type: equals, value: a, transform: 'output.split(1)'}",
+            r"transform 'output.split\(1\)' is JavaScript",
+        ),
+        (base + one % "{type: equals, value: a, config: {x: 1}}", "key 'config' is not supported"),
+        (base + one % "{type: llm-rubric, value: polite}", "llm-rubric needs a grading provider"),
+        (
+            "prompts: ['{{ q | dump }}']\nproviders: [openai:gpt-4o-mini]\ntests: [{vars: {q: a}}]",
+            "the Nunjucks filter 'dump'",
+        ),
+    ]
+    for text, message in cases:
+        with pytest.raises(EvalSpecError, match=message):
             parse_spec(text, base_dir=tmp_path)
     filtered = (
         "prompts: [{raw: 'a {{q}}', label: A}, {raw: 'b {{q}}', label: B}]\n"
@@ -239,14 +267,18 @@ def test_refusals_name_what_is_not_supported(tmp_path: Path) -> None:
 def test_messages_that_used_to_mislead(tmp_path: Path) -> None:
     split = (
         "prompts: ['{{q}}']\nproviders: [openai:gpt-4o-mini]\n"
-        "defaultTest: {options: {provider: {text: openai:gpt-4o, embedding: openai:text-embedding-3-small}}}\n"
+        "defaultTest: {options: {provider: "
+        "{text: openai:gpt-4o, embedding: openai:text-embedding-3-small}}}\n"
         "tests: [{vars: {q: a}, assert: [{type: llm-rubric, value: polite}]}]"
     )
     spec = parse_spec(split)
     (judge,) = [s for s in spec.scorers if s.args["name"] == "judge"]
     assert judge.rows is not None
     assert judge.rows[0]["assertions"][0]["assertion"]["grader"]["model"] == "openai/gpt-4o"
-    novars = "prompts: ['Say hi']\nproviders: [openai:gpt-4o-mini]\ntests: [{assert: [{type: contains, value: hi}]}]"
+    novars = (
+        "prompts: ['Say hi']\nproviders: [openai:gpt-4o-mini]\n"
+        "tests: [{assert: [{type: contains, value: hi}]}]"
+    )
     assert parse_spec(novars).data == [{"test": "1"}]
 
 

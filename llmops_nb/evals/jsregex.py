@@ -20,7 +20,9 @@ class JSRegexError(ValueError):
 
 
 # JavaScript's \s: its WhiteSpace and LineTerminator code points
-_JS_SPACE = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+_JS_SPACE = (
+    "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+)
 _LINE_TERMINATORS = "\\n\\r\\u2028\\u2029"
 _PASS_THROUGH = set("dDwWSbBfnrtv0123456789")
 

@@ -100,7 +100,6 @@ def provider_to_model(provider_id: str) -> str:
     return f"{_PROVIDER_PREFIX[prefix]}/{rest}"
 
 
-
 _CUSTOM_PROVIDERS = ("file", "exec", "python", "http", "https", "webhook", "websocket", "js")
 _TOP_KEYS = {
     "description", "prompts", "providers", "targets", "tests", "defaultTest",
@@ -114,7 +113,16 @@ _PROMPTFOO_FEATURES = {
 _PROVIDER_KEYS = {"id", "label", "config", "prompts"}
 _CONNECTION_KEYS = {"apiBaseUrl", "apiHost", "baseUrl", "api_base", "apiKey"}
 _TEST_KEYS = {"description", "vars", "assert", "options", "threshold", "metadata", "_base_dir"}
-_ASSERT_KEYS = {"type", "value", "threshold", "weight", "metric", "transform", "provider", "rubricPrompt"}
+_ASSERT_KEYS = {
+    "type",
+    "value",
+    "threshold",
+    "weight",
+    "metric",
+    "transform",
+    "provider",
+    "rubricPrompt",
+}
 _OPTION_KEYS = {"transform", "provider", "rubricPrompt", "transformVars", "disableVarExpansion"}
 # our column names for promptfoo's types (the names earlier releases used)
 _COLUMN = {
@@ -169,7 +177,9 @@ def _provider(item: Any, i: int, where: str = "providers") -> tuple[ModelSpec, l
             f"{where}: {item['id']}: the provider config key {ignored[0]!r} is not supported "
             "by llmops_nb, so the config is refused rather than run differently"
         )
-    api_base = cfg.get("apiBaseUrl") or cfg.get("apiHost") or cfg.get("baseUrl") or cfg.get("api_base")
+    api_base = (
+        cfg.get("apiBaseUrl") or cfg.get("apiHost") or cfg.get("baseUrl") or cfg.get("api_base")
+    )
     if api_base and not str(api_base).startswith("http"):
         api_base = f"https://{api_base}"
     prompts = item.get("prompts")
@@ -189,7 +199,9 @@ def _grader(value: Any, purpose: str, where: str) -> ModelSpec | None:
     if isinstance(value, dict) and ("text" in value or "embedding" in value) and "id" not in value:
         unknown = sorted(set(value) - {"text", "embedding"})
         if unknown:
-            raise EvalSpecError(f"{where}: the grading provider key {unknown[0]!r} is not supported")
+            raise EvalSpecError(
+                f"{where}: the grading provider key {unknown[0]!r} is not supported"
+            )
         value = value.get(purpose)
         if value is None:
             return None
@@ -348,16 +360,23 @@ class _Grid:
             **resolve_vars(test.get("vars"), base_dir, f"{where}.vars"),
         }
         if options.get("transformVars"):
-            fn = compile_transform(options["transformVars"], _dir(base_dir), f"{where} transformVars")
+            fn = compile_transform(
+                options["transformVars"], _dir(base_dir), f"{where} transformVars"
+            )
             try:
                 changed = fn(dict(variables), {"vars": dict(variables)})
             except Exception as exc:
-                raise EvalSpecError(f"{where}: transformVars failed: {type(exc).__name__}: {exc}") from None
+                raise EvalSpecError(
+                    f"{where}: transformVars failed: {type(exc).__name__}: {exc}"
+                ) from None
             if not isinstance(changed, dict):
                 raise EvalSpecError(f"{where}: transformVars must return a mapping of vars")
             variables = {**variables, **changed}
         asserts = [
-            *[(a, f"defaultTest.assert[{j}]") for j, a in enumerate(self.default.get("assert") or [])],
+            *[
+                (a, f"defaultTest.assert[{j}]")
+                for j, a in enumerate(self.default.get("assert") or [])
+            ],
             *[(a, f"{where}.assert[{j}]") for j, a in enumerate(test.get("assert") or [])],
         ]
         checked = [_assertion(a, w) for a, w in asserts]
@@ -367,7 +386,9 @@ class _Grid:
             threshold = _test_threshold(self.default, "defaultTest")
         context = {"transform": options.get("transform"), "base_dir": _dir(base_dir)}
         if context["transform"]:
-            compile_transform(context["transform"], context["base_dir"], f"{where}.options.transform")
+            compile_transform(
+                context["transform"], context["base_dir"], f"{where}.options.transform"
+            )
         for a, (_, w) in zip(checked, asserts, strict=True):
             if a.get("transform"):
                 compile_transform(a["transform"], context["base_dir"], f"{w}.transform")
@@ -375,7 +396,9 @@ class _Grid:
         for combo in expand_vars(variables, base_dir, expand):
             self._add_row(render_vars(combo), checked, graders, threshold, context)
 
-    def _grader(self, assertion: dict[str, Any], options: dict[str, Any], where: str) -> tuple[dict[str, Any] | None, str | None]:
+    def _grader(
+        self, assertion: dict[str, Any], options: dict[str, Any], where: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
         base = str(assertion["type"]).removeprefix("not-")
         if base not in ("llm-rubric", "similar"):
             return None, None
@@ -397,7 +420,14 @@ class _Grid:
         grader = {"model": spec.model, "api_base": spec.api_base, "parameters": spec.parameters}
         return grader, spec.api_key
 
-    def _add_row(self, variables: dict[str, Any], asserts: list[dict[str, Any]], graders: list[Any], threshold: float | None, context: dict[str, Any]) -> None:
+    def _add_row(
+        self,
+        variables: dict[str, Any],
+        asserts: list[dict[str, Any]],
+        graders: list[Any],
+        threshold: float | None,
+        context: dict[str, Any],
+    ) -> None:
         i = len(self.rows)
         self.rows.append(variables)
         seen: dict[str, int] = {}
@@ -418,7 +448,11 @@ class _Grid:
                 name = plain if seen[plain] == 1 else f"{plain}_{seen[plain]}"
             cell = self.columns.setdefault(name, {}).get(i)
             if cell is None:
-                cell = self.columns[name][i] = {"assertions": [], "test": context, "metric": bool(metric)}
+                cell = self.columns[name][i] = {
+                    "assertions": [],
+                    "test": context,
+                    "metric": bool(metric),
+                }
             elif not metric:
                 raise EvalSpecError(f"two assertions of one test share the column {name!r}")
             else:
@@ -452,8 +486,20 @@ class _Grid:
                 i: {"weights": self.weights[i], "test_threshold": self.thresholds[i]}
                 for i in range(len(self.rows))
             }
-            scorers.append(ScorerSpec(kind="promptfoo_score", args={"name": "test_score", "threshold": 0.0}, rows=verdict_rows))
-            scorers.append(ScorerSpec(kind="promptfoo_pass", args={"name": "test_pass", "threshold": 1.0}, rows=dict(verdict_rows)))
+            scorers.append(
+                ScorerSpec(
+                    kind="promptfoo_score",
+                    args={"name": "test_score", "threshold": 0.0},
+                    rows=verdict_rows,
+                )
+            )
+            scorers.append(
+                ScorerSpec(
+                    kind="promptfoo_pass",
+                    args={"name": "test_pass", "threshold": 1.0},
+                    rows=dict(verdict_rows),
+                )
+            )
         return rows, scorers
 
 

@@ -17,11 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from .jsregex import JSRegexError, compile_js
-from .promptfoo_json import SchemaError, extract_json_objects, js_json_parse, load_schema, schema_errors
+from .promptfoo_json import (
+    SchemaError,
+    extract_json_objects,
+    js_json_parse,
+    load_schema,
+    schema_errors,
+)
 from .promptfoo_metrics import bleu, levenshtein, rouge_n
 from .promptfoo_transforms import compile_transform, js_string
 
-__all__ = ["BOOLEAN_TYPES", "HANDLED", "PromptfooError", "Verdict", "evaluate", "parse_comma_values"]
+__all__ = [
+    "BOOLEAN_TYPES",
+    "HANDLED",
+    "PromptfooError",
+    "Verdict",
+    "evaluate",
+    "parse_comma_values",
+]
 
 
 class PromptfooError(Exception):
@@ -76,7 +89,9 @@ def parse_comma_values(value: str) -> list[str]:
             while i < n and value[i].isspace():
                 i += 1
             if i < n and value[i] != ",":
-                raise PromptfooError("Expected comma after quoted field in contains assertion value")
+                raise PromptfooError(
+                    "Expected comma after quoted field in contains assertion value"
+                )
         else:
             end = value.find(",", i)
             end = n if end < 0 else end
@@ -189,12 +204,16 @@ def _check(kind: str, output: str, value: Any, assertion: dict[str, Any], ctx: A
                 "Latency assertion does not support cached results. Rerun the eval with --no-cache"
             )
         if measured is None:
-            raise PromptfooError("Cost assertion does not support providers that do not return cost")
+            raise PromptfooError(
+                "Cost assertion does not support providers that do not return cost"
+            )
         return measured <= float(assertion["threshold"])
     if kind == "bleu":
         refs = value if isinstance(value, list) else [value]
         if not all(isinstance(r, str) for r in refs):
-            raise PromptfooError('"bleu" assertion type must have a string or array of strings value')
+            raise PromptfooError(
+                '"bleu" assertion type must have a string or array of strings value'
+            )
         threshold = assertion.get("threshold")
         return bleu(output, refs), 0.5 if threshold is None else float(threshold)
     if kind == "rouge-n":
@@ -249,7 +268,9 @@ async def _similar(
 
     refs = value if isinstance(value, list) else [value]
     if not refs or not all(isinstance(r, str) for r in refs):
-        raise PromptfooError("Similarity assertion type must have a string or array of strings value")
+        raise PromptfooError(
+            "Similarity assertion type must have a string or array of strings value"
+        )
     threshold = assertion.get("threshold")
     threshold = 0.75 if threshold is None else float(threshold)
     grader = assertion.get("grader") or {}
@@ -278,7 +299,9 @@ RUBRIC_SYSTEM = (
 )
 
 
-def rubric_messages(template: Any, output: str, rubric: str, variables: dict[str, Any]) -> list[dict[str, Any]]:
+def rubric_messages(
+    template: Any, output: str, rubric: str, variables: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The judge's messages: promptfoo's rubricPrompt (text or chat messages) when given."""
     if template is None:
         user = f"<Output>\n{output}\n</Output>\n<Rubric>\n{rubric}\n</Rubric>"
@@ -349,7 +372,9 @@ def test_output(output: str, test: dict[str, Any], ctx: Any) -> str:
     if "output" not in memo:
         fn = compile_transform(source, test.get("base_dir"), "options.transform")
         try:
-            memo["output"] = js_string(fn(output, {"vars": dict(ctx.row), "prompt": ctx.input_text}))
+            memo["output"] = js_string(
+                fn(output, {"vars": dict(ctx.row), "prompt": ctx.input_text})
+            )
         except Exception as exc:
             memo["output"] = PromptfooError(f"transform failed: {type(exc).__name__}: {exc}")
     if isinstance(memo["output"], PromptfooError):

@@ -87,15 +87,26 @@ def _prompt_file(path: Path, label: str | None) -> list[PromptSpec]:
 
         templates = [_messages_template(load_yaml(text, where), where)]
     elif suffix == ".json":
-        templates = [_messages_template(json.loads(text), where) if text.strip().startswith("[") else text]
+        templates = [
+            _messages_template(json.loads(text), where) if text.strip().startswith("[") else text
+        ]
     elif suffix == ".jsonl":
         templates = [line for line in text.splitlines() if line.strip()]
     else:  # .txt, .md, .j2, ...: prompts separated by lines of ---
-        templates = [t.strip() for t in re.split(r"^---$", text, flags=re.M)] if "\n---\n" in text else [text]
+        templates = (
+            [t.strip() for t in re.split(r"^---$", text, flags=re.M)]
+            if "\n---\n" in text
+            else [text]
+        )
     out = []
     for k, template in enumerate(templates, start=1):
         name = label or path.name
-        out.append(PromptSpec(label=name if len(templates) == 1 else f"{name}:{k}", template=_check_template(template, where)))
+        out.append(
+            PromptSpec(
+                label=name if len(templates) == 1 else f"{name}:{k}",
+                template=_check_template(template, where),
+            )
+        )
     return out
 
 
@@ -154,7 +165,7 @@ def load_tests(value: Any, base_dir: Path | None) -> list[dict[str, Any]]:
             if ref.lower().endswith(_SCRIPT_SUFFIXES):
                 raise EvalSpecError(
                     f"tests: test generators ({Path(ref).name}{':' + fn if fn else ''}) are a "
-                    "promptfoo feature llmops_nb does not run; write the tests to a .csv or .yaml file"
+                    "promptfoo feature llmops_nb does not run; write the tests to a .csv or .yaml"
                 )
             for path in files(ref, base_dir, "tests"):
                 out.extend(_tests_file(path))
@@ -230,7 +241,11 @@ def _csv_test(row: dict[str | None, Any], number: int, path: Path) -> dict[str, 
             test.setdefault("metadata", {})[key[len("__metadata:") :]] = value
         elif key.startswith("__config:"):
             parts = key.split(":")
-            if len(parts) != 3 or parts[2] != "threshold" or not re.fullmatch(r"__expected\d*", parts[1]):
+            if (
+                len(parts) != 3
+                or parts[2] != "threshold"
+                or not re.fullmatch(r"__expected\d*", parts[1])
+            ):
                 raise EvalSpecError(f"{path.name}: the special column {key!r} is not supported")
             if value.strip():
                 configs.setdefault(parts[1], {})["threshold"] = _number(value, f"{where}: {key}")
@@ -305,14 +320,18 @@ def _file_var(ref: str, base_dir: Path | None, name: str) -> str:
     return text
 
 
-def expand_vars(variables: dict[str, Any], base_dir: Path | None, expand: bool = True) -> list[dict[str, Any]]:
+def expand_vars(
+    variables: dict[str, Any], base_dir: Path | None, expand: bool = True
+) -> list[dict[str, Any]]:
     """promptfoo's combinations: a list var whose first item is a string gives one test per
     item, a `file://` glob one per file; other lists are one value. `file://` vars are
     read."""
     combos: list[dict[str, Any]] = [{}]
     for key, value in variables.items():
         if isinstance(value, str) and value.startswith("file://"):
-            paths = files(value, base_dir, f"var {key!r}") if any(c in value for c in "*?[") else None
+            paths = (
+                files(value, base_dir, f"var {key!r}") if any(c in value for c in "*?[") else None
+            )
             options = [f"file://{p}" for p in paths] if paths else [value]
             options = [_file_var(o, base_dir, key) for o in options]
         elif expand and isinstance(value, list) and value and isinstance(value[0], str):

@@ -79,7 +79,9 @@ _HOSTNAME = re.compile(
     re.I,
 )
 _UUID = re.compile(r"^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$", re.I)
-_IPV4 = re.compile(r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
+_IPV4 = re.compile(
+    r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+)
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*:[^\s]*$", re.I)
 _URL = re.compile(r"^(?:https?|ftp)://[^\s/$.?#][^\s]*$", re.I)
 

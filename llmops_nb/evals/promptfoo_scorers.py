@@ -72,7 +72,11 @@ def _test_verdict(a: dict[str, Any], ctx: Any) -> tuple[float | None, bool, str]
     threshold = a.get("test_threshold")
     if isinstance(threshold, int | float):
         passed = score >= threshold
-        return score, passed, f"Aggregate score {score:.2f} {'≥' if passed else '<'} {threshold} threshold"
+        return (
+            score,
+            passed,
+            f"Aggregate score {score:.2f} {'≥' if passed else '<'} {threshold} threshold",
+        )
     return score, failed is None, failed or "All assertions passed"
 
 

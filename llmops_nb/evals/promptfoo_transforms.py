@@ -140,7 +140,9 @@ def compile_transform(source: Any, base_dir: str | None, where: str) -> Transfor
     text = source.strip()
     if text.startswith("file://"):
         ref = text[len("file://") :]
-        file_part, _, fn_name = ref.partition(":") if not re.match(r"^[A-Za-z]:[\\/]", ref) else (ref, "", "")
+        file_part, _, fn_name = (
+            ref.partition(":") if not re.match(r"^[A-Za-z]:[\\/]", ref) else (ref, "", "")
+        )
         path = Path(file_part).expanduser()
         if not path.is_absolute() and base_dir:
             path = Path(base_dir) / path
