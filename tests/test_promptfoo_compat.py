@@ -297,3 +297,55 @@ def test_a_refused_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "promptfoo assertion type 'python' is not supported" in done.stderr
+
+
+def test_python_transforms_rubric_prompt_and_evaluate_spec(tmp_path: Path) -> None:
+    import llmops_nb as lo
+
+    _write(
+        tmp_path / "shout.py",
+        "def get_transform(output, context):\n"
+        "    return output.upper() + '!' + context['vars']['q']\n"
+        "def add_name(vars, context):\n"
+        "    return {'name': vars['q'].title()}\n",
+    )
+    _write(tmp_path / "prompts.txt", "Hi {{name}}\n---\nBye {{name}}\n")
+    judged: list[dict[str, Any]] = []
+
+    def reply(body: dict[str, Any]) -> str:
+        if body["model"] == "gpt-4o":
+            judged.append(body)
+            return '{"pass": true, "score": 1, "reason": "ok"}'
+        return "echo: " + str(body["messages"][-1]["content"])
+
+    with serve(reply=reply) as srv:
+        grader = _flow(_provider(srv, "openai:gpt-4o")).strip()
+        config = _write(
+            tmp_path / "c.yaml",
+            "outputPath: out.json\n"
+            "prompts: [file://prompts.txt]\n" + _providers(srv) + "defaultTest:\n"
+            "  options:\n"
+            "    transformVars: file://shout.py:add_name\n"
+            f"    provider: {grader}\n"
+            "    rubricPrompt: 'GRADE {{output}} BY {{rubric}}'\n"
+            "tests:\n"
+            "  - vars: {q: ana}\n"
+            "    assert:\n"
+            "      - {type: equals, value: 'ECHO: HI ANA!ana', transform: file://shout.py}\n"
+            "      - {type: llm-rubric, value: friendly}\n",
+        )
+        with pytest.warns(UserWarning, match="'outputPath' is not honoured"):
+            run = lo.evaluate(spec=config, progress=False, cache=False)
+        assert [p["label"] for p in run.spec["prompts"]] == ["prompts.txt:1", "prompts.txt:2"]
+        results = run.results.sort("prompt")
+        assert results["output"].to_list() == ["echo: Hi Ana", "echo: Bye Ana"]
+        assert results["passed"].to_list() == [True, False]  # 'Bye' fails the equals
+        assert len(judged) == 2
+        assert judged[0]["messages"] == [
+            {"role": "user", "content": f"GRADE {judged[0]['messages'][0]['content'][6:]}"}
+        ]
+        assert all(m["messages"][0]["content"].endswith(" BY friendly") for m in judged)
+        assert all("temperature" not in m for m in judged)  # the grader's own settings only
+        with pytest.warns(UserWarning, match="'outputPath'"):
+            text = lo.evaluate(spec=config.read_text().replace("file://", f"file://{tmp_path}/"))
+    assert text.results.height == 2

@@ -105,7 +105,6 @@ _TOP_KEYS = {
     "description", "prompts", "providers", "targets", "tests", "defaultTest",
     "evaluateOptions", "outputPath", "sharing", "writeLatestResults", "tags", "metadata",
 }  # fmt: skip
-_HARMLESS_TOP = {"outputPath", "sharing", "writeLatestResults", "tags", "metadata"}
 _PROMPTFOO_FEATURES = {
     "redteam", "extensions", "scenarios", "derivedMetrics", "nunjucksFilters",
     "commandLineOptions", "env", "tracing", "assertionTemplates",
@@ -265,6 +264,8 @@ def from_promptfoo(
                 f"promptfoo key {key!r}{_line(lines, key)} is a promptfoo feature llmops_nb "
                 "does not implement"
             )
+        if key in ("outputPath", "sharing") and data[key]:
+            _warn(f"promptfoo key {key!r} is not honoured: llmops_nb keeps results in its store")
         if key not in _TOP_KEYS:
             raise EvalSpecError(
                 f"promptfoo key {key!r}{_line(lines, key)} is not supported; this importer reads "
