@@ -237,8 +237,6 @@ def _assertion(raw: Any, where: str) -> dict[str, Any]:
             f"{where}: a {base!r} assertion without a threshold only records a metric, which "
             "llmops_nb does not support: give it a threshold"
         )
-    if base == "llm-rubric" and kind != base:
-        pass
     weight = assertion.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
         raise EvalSpecError(f"{where}: weight must be a number >= 0, not {weight!r}")
