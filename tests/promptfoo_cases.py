@@ -24,6 +24,14 @@ def _t(*asserts: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 DATE_SCHEMA = {"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}
+GEO_SCHEMA = {
+    "type": "object",
+    "required": ["lat", "lon"],
+    "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+}
 EMAIL_SCHEMA = {"type": "object", "properties": {"e": {"type": "string", "format": "email"}}}
 
 CASES: list[Case] = [
@@ -87,6 +95,9 @@ CASES: list[Case] = [
     (_t(_a("contains-json")), "no json here", False),
     (_t(_a("contains-json", {"required": ["b"]})), 'x {"a": 1} y {"b": 2}', True),
     (_t(_a("not-contains-json")), "plain", True),
+    (_t(_a("contains-json")), 'notes \n {"k": "v", "n": {"m": ["x", "y"]}} \n more', True),
+    (_t(_a("contains-json", GEO_SCHEMA)), 'the answer\n\n```{"lat": 80.1, "lon": -1}```', True),
+    (_t(_a("contains-json", GEO_SCHEMA)), 'the answer\n\n```{"lat": "high", "lon": -1}```', False),
     # levenshtein (default threshold 5)
     (_t(_a("levenshtein", "hello")), "hallo", True),
     (_t(_a("levenshtein", "kitten", threshold=2)), "sitting", False),

@@ -115,6 +115,7 @@ def test_vars_files_file_vars_and_chat_prompt_file(tmp_path: Path) -> None:
         _write(tmp_path / "vars" / "vars_a.yaml", "topic: tides\n")
         _write(tmp_path / "vars" / "vars_b.yaml", "tone: calm\n")
         _write(tmp_path / "cfg" / "doc.txt", "The moon pulls the sea.")
+        _write(tmp_path / "cfg" / "expected.txt", "echo: waves: The moon pulls the sea.")
         _write(
             tmp_path / "cfg" / "chat.yaml",
             "- role: system\n  content: 'Be {{tone}}.'\n"
@@ -126,7 +127,7 @@ def test_vars_files_file_vars_and_chat_prompt_file(tmp_path: Path) -> None:
             "  - vars: ../vars/vars_*.yaml\n"
             "    assert: [{type: contains, value: tides}]\n"
             "  - vars: {topic: waves, tone: dry, doc: file://doc.txt}\n"
-            "    assert: [{type: icontains, value: MOON}]\n",
+            "    assert: [{type: icontains, value: MOON}, {type: equals, value: file://expected.txt}]\n",
         )
         # test 1 has no `doc`: promptfoo renders it empty; give it one through defaultTest
         text = config.read_text().replace("tests:", "defaultTest: {vars: {doc: none}}\ntests:")

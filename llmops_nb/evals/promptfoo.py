@@ -20,6 +20,7 @@ from typing import Any
 from .promptfoo_assertions import BOOLEAN_TYPES, HANDLED
 from .promptfoo_inputs import (
     expand_vars,
+    file_value,
     files,
     load_prompts,
     load_tests,
@@ -229,9 +230,6 @@ def _assertion(raw: Any, where: str) -> dict[str, Any]:
             f"refused rather than skipping it (supported: {', '.join(sorted(HANDLED))}, and "
             "their not- forms)"
         )
-    value = assertion.get("value")
-    if isinstance(value, str) and value.startswith("file://"):
-        raise EvalSpecError(f"{where}: file:// assertion values are not supported")
     if base in ("latency", "cost") and assertion.get("threshold") is None:
         raise EvalSpecError(
             f"{where}: a {base!r} assertion without a threshold only records a metric, which "
@@ -379,6 +377,9 @@ class _Grid:
             *[(a, f"{where}.assert[{j}]") for j, a in enumerate(test.get("assert") or [])],
         ]
         checked = [_assertion(a, w) for a, w in asserts]
+        for a, (_, w) in zip(checked, asserts, strict=True):
+            if isinstance(a.get("value"), str) and a["value"].startswith("file://"):
+                a["value"] = file_value(a["value"], base_dir, w)
         graders = [self._grader(a, options, w) for a, (_, w) in zip(checked, asserts, strict=True)]
         threshold = _test_threshold(test, where)
         if threshold is None:

@@ -18,6 +18,7 @@ from .spec import EvalSpecError, PromptSpec
 
 __all__ = [
     "expand_vars",
+    "file_value",
     "files",
     "load_prompts",
     "load_tests",
@@ -317,6 +318,24 @@ def _file_var(ref: str, base_dir: Path | None, name: str) -> str:
         from ..prompting import load_yaml
 
         return json.dumps(load_yaml(text, f"var file {found.name}"), ensure_ascii=False)
+    return text
+
+
+def file_value(ref: str, base_dir: Path | None, where: str) -> Any:
+    """A `file://` assertion value: JSON and YAML files parsed, other files as text."""
+    path_text, fn = _script_ref(ref[len("file://") :])
+    if Path(path_text).suffix.lower() in _SCRIPT_SUFFIXES:
+        raise EvalSpecError(
+            f"{where}: the value {ref!r} is a script, a promptfoo feature llmops_nb does not run"
+        )
+    (path,) = files("file://" + path_text, base_dir, "assertion value")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from ..prompting import load_yaml
+
+        return load_yaml(text, f"assertion value {path.name}")
     return text
 
 
