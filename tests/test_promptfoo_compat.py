@@ -220,11 +220,15 @@ def test_latency_boundaries_and_cached_latency_is_an_error(tmp_path: Path) -> No
         )
         first = run_cell("lat", config, progress=False, cache=True)
         again = run_cell("lat", config, progress=False, cache=True)
+        uncached = run_cell("lat", "evaluateOptions: {cache: false}\n" + config, progress=False)
     assert first.results.sort("row_index")["passed"].to_list() == [True, False]
     cached = again.results.sort("row_index")
     assert cached["cached"].to_list() == [True, True]
     assert cached["passed"].to_list() == [False, False]
     assert cached["latency_under"].to_list() == [None, None]  # an error, not a pass
+    fresh = uncached.results.sort("row_index")  # evaluateOptions.cache: false is honoured
+    assert fresh["cached"].to_list() == [False, False]
+    assert fresh["passed"].to_list() == [True, False]
 
 
 def test_refusals_name_what_is_not_supported(tmp_path: Path) -> None:

@@ -285,7 +285,7 @@ def from_promptfoo(
                 "running cells promptfoo would not"
             )
         providers.append(spec)
-    concurrency = _evaluate_options(data.get("evaluateOptions"))
+    concurrency, cache = _evaluate_options(data.get("evaluateOptions"))
     default = data.get("defaultTest") or {}
     if isinstance(default, str) and default.startswith("file://"):
         from ..prompting import load_yaml
@@ -308,6 +308,7 @@ def from_promptfoo(
         scorers=scorers,
         description=data.get("description"),
         concurrency=concurrency,
+        cache=cache,
         base_dir=base_dir,
         data_name="promptfoo-tests",
         source="promptfoo",
@@ -318,9 +319,10 @@ def _line(lines: dict[str, int], key: str) -> str:
     return f" (line {lines[key]})" if key in lines else ""
 
 
-def _evaluate_options(options: Any) -> int | None:
+def _evaluate_options(options: Any) -> tuple[int | None, bool | None]:
+    """evaluateOptions -> (maxConcurrency, cache)."""
     if options is None:
-        return None
+        return None, None
     if not isinstance(options, dict):
         raise EvalSpecError("evaluateOptions must be a mapping")
     for key, value in options.items():
@@ -328,11 +330,13 @@ def _evaluate_options(options: Any) -> int | None:
             continue
         if key == "repeat" and value in (1, None):
             continue
-        if key in ("delay", "showProgressBar", "cache"):
+        if key == "cache" and isinstance(value, bool):
+            continue
+        if key in ("delay", "showProgressBar"):
             _warn(f"evaluateOptions.{key} is not honoured by llmops_nb (verdicts are unchanged)")
             continue
         raise EvalSpecError(f"evaluateOptions.{key} is not supported by llmops_nb")
-    return options.get("maxConcurrency")
+    return options.get("maxConcurrency"), options.get("cache")
 
 
 class _Grid:
