@@ -511,10 +511,9 @@ def _dir(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def _cell(value: Any) -> str | None:
-    """promptfoo vars render as text: one type per column, as JavaScript would print it."""
+def _cell(value: Any) -> str:
+    """promptfoo vars render as text, as JavaScript prints them; a var a test lacks (or a
+    null) renders empty, as Nunjucks renders undefined."""
     from .promptfoo_transforms import js_string
 
-    if value is None or isinstance(value, str):
-        return value
-    return js_string(value)
+    return "" if value is None else js_string(value)
