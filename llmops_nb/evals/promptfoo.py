@@ -235,6 +235,11 @@ def _assertion(raw: Any, where: str) -> dict[str, Any]:
             f"{where}: a {base!r} assertion without a threshold only records a metric, which "
             "llmops_nb does not support: give it a threshold"
         )
+    threshold = assertion.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float)
+    ):
+        raise EvalSpecError(f"{where}: threshold must be a number, not {threshold!r}")
     weight = assertion.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
         raise EvalSpecError(f"{where}: weight must be a number >= 0, not {weight!r}")
