@@ -26,11 +26,12 @@ __all__ = [
 
 
 def evaluate(
-    prompts: list[Any],
+    prompts: list[Any] | None = None,
     models: list[Any] | None = None,
     data: Any = None,
     scorers: list[Any] | None = None,
     *,
+    spec: str | Path | None = None,
     name: str = "eval",
     concurrency: int | None = None,
     cache: bool | None = None,
@@ -49,10 +50,31 @@ def evaluate(
     'dataset:NAME@V'. scorers: names, {name: {args}} maps or @lo.scorer functions.
     baseline: 'latest', a run id or an EvalRun, compared in the panel and `compare()`.
     resume=True finishes the latest run called NAME instead of starting a new one.
+    spec: a spec file (ours or a promptfoo config) or its YAML text, run as the CLI runs it.
     """
+    if spec is not None:
+        if any(x is not None for x in (prompts, models, data, scorers)):
+            raise EvalSpecError("lo.evaluate(spec=...) takes the whole grid from the spec")
+        from .load import parse_file
+
+        parsed = parse_file(spec) if isinstance(spec, Path) else parse_spec(spec)
+        parsed.name = name if name != "eval" or parsed.name is None else parsed.name
+        for key, value in (
+            ("concurrency", concurrency),
+            ("cache", cache),
+            ("timeout", timeout),
+            ("retries", retries),
+        ):
+            if value is not None:
+                setattr(parsed, key, value)
+        return run_spec(
+            parsed, resume=resume, baseline=baseline, progress=progress, project=project
+        )
+    if prompts is None:
+        raise EvalSpecError("lo.evaluate needs prompts= (or spec=: a spec file or its YAML)")
     if data is None:
         raise EvalSpecError("lo.evaluate needs data=: a DataFrame, a path or 'dataset:NAME@V'")
-    spec = EvalSpec(
+    grid = EvalSpec(
         prompts=prompt_specs(list(prompts) if isinstance(prompts, list | tuple) else [prompts]),
         models=model_specs(list(models or [])),
         data=data,
@@ -65,7 +87,7 @@ def evaluate(
         retries=retries,
         source="python",
     )
-    return run_spec(spec, resume=resume, progress=progress, project=project)
+    return run_spec(grid, resume=resume, progress=progress, project=project)
 
 
 def run_spec(

@@ -12,7 +12,7 @@ from .spec import EvalSpec, EvalSpecError, from_mapping, safe_name
 
 __all__ = ["parse_file", "parse_spec"]
 
-_PROMPTFOO_KEYS = ("providers", "tests", "defaultTest")
+_PROMPTFOO_KEYS = ("providers", "targets", "tests", "defaultTest")
 
 
 def parse_spec(
@@ -45,7 +45,16 @@ def parse_spec(
     if any(key in data for key in _PROMPTFOO_KEYS):
         from .promptfoo import from_promptfoo
 
-        return from_promptfoo(data, base_dir=base_dir, lines=lines)
+        try:
+            return from_promptfoo(data, base_dir=base_dir, lines=lines)
+        except (TypeError, ValueError, KeyError, AttributeError, OSError) as exc:
+            if isinstance(exc, LLMOpsError):
+                raise
+            # a shape the importer does not expect: one clear line (exit 2), never a traceback
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise EvalSpecError(
+                f"promptfoo config: cannot read it ({type(exc).__name__}: {detail[:200]})"
+            ) from None
     return from_mapping(data, namespace=namespace, base_dir=base_dir, lines=lines)
 
 

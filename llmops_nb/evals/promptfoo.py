@@ -1,44 +1,54 @@
-"""promptfoo configs -> EvalSpec, for their simple assertion types.
+"""promptfoo configs -> EvalSpec, run with promptfoo's semantics or refused by name.
 
-`prompts` (text, `{raw, label}` or `file://` paths), `providers` (ids such as
-`openai:gpt-4o-mini` or `{id, label, config}`), `tests` (inline, or `file://x.csv`
-with `__expected` columns), `defaultTest`. Each test's assertions become per-row
-scorers. An assertion type we cannot evaluate faithfully is refused by name: a run
-never silently skips a check the config asked for.
+`prompts`, `providers` (or `targets`), `tests` and `defaultTest` become a grid whose rows
+are promptfoo's test cases (list vars expanded as promptfoo expands them) and whose
+columns are `promptfoo` scorers (promptfoo_assertions.py) named after each assertion's
+type or `metric`. When a config's verdict is more than "every assertion passed"
+(a `threshold`, a `weight`, a scored assertion such as `similar`), two more columns give
+promptfoo's own verdict: `test_score` (the weighted score) and `test_pass`, which then
+alone decides the row's `passed`. Every key llmops_nb does not implement is refused by
+name (or, when it cannot change a verdict, warned about): a run is never silently
+different from promptfoo's.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
-import itertools
-import re
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .spec import EvalSpec, EvalSpecError, ModelSpec, PromptSpec, ScorerSpec
+from .promptfoo_assertions import BOOLEAN_TYPES, HANDLED
+from .promptfoo_inputs import (
+    expand_vars,
+    file_value,
+    files,
+    load_prompts,
+    load_tests,
+    parse_assertion_string,
+    render_vars,
+    resolve_vars,
+)
+from .promptfoo_transforms import compile_transform
+from .spec import EvalSpec, EvalSpecError, ModelSpec, ScorerSpec
 
-__all__ = ["SUPPORTED", "from_promptfoo", "parse_assertion_string", "provider_to_model"]
+__all__ = [
+    "KNOWN",
+    "PromptfooWarning",
+    "SUPPORTED",
+    "from_promptfoo",
+    "parse_assertion_string",
+    "provider_to_model",
+]
 
-# promptfoo type -> (our scorer, the argument its `value` fills)
-SUPPORTED: dict[str, tuple[str, str | None]] = {
-    "equals": ("exact", "expected"),
-    "contains": ("contains", "value"),
-    "icontains": ("icontains", "value"),
-    "regex": ("regex", "pattern"),
-    "starts-with": ("starts_with", "value"),
-    "contains-any": ("contains_any", "value"),
-    "contains-all": ("contains_all", "value"),
-    "is-json": ("is_json", "schema"),
-    "llm-rubric": ("judge", "rubric"),
-    "similar": ("semantic", "reference"),
-    "bleu": ("bleu", "reference"),
-    "latency": ("latency_under", None),
-    "cost": ("cost_under", None),
-}
+
+class PromptfooWarning(UserWarning):
+    """A promptfoo setting llmops_nb does not honour but that cannot change a verdict."""
+
+
+SUPPORTED = HANDLED
 # Types promptfoo has that we recognize (so a CSV cell 'javascript: ...' is refused by
 # name instead of being read as an `equals` value).
-KNOWN = set(SUPPORTED) | {
+KNOWN = set(HANDLED) | {
     "javascript", "python", "webhook", "rouge-n", "gleu", "meteor", "levenshtein",
     "contains-json", "is-html", "contains-html", "is-sql", "contains-sql", "is-xml",
     "contains-xml", "is-refusal", "icontains-any", "icontains-all", "perplexity",
@@ -50,10 +60,7 @@ KNOWN = set(SUPPORTED) | {
     "trace-span-count", "trace-span-duration", "trace-error-spans", "fn", "eval", "grade",
     "grader", "conversation-relevance", "search-rubric", "ruby",
 }  # fmt: skip
-_IGNORED_KEYS = {
-    "description", "outputPath", "sharing", "writeLatestResults", "tags", "metadata",
-    "evaluateOptions", "env", "prompts", "providers", "tests", "defaultTest", "targets",
-}  # fmt: skip
+
 _PROVIDER_PREFIX = {
     "openai": "openai", "anthropic": "anthropic", "azureopenai": "azure", "azure": "azure",
     "bedrock": "bedrock", "vertex": "vertex_ai", "google": "gemini", "gemini": "gemini",
@@ -94,333 +101,424 @@ def provider_to_model(provider_id: str) -> str:
     return f"{_PROVIDER_PREFIX[prefix]}/{rest}"
 
 
-def _provider(item: Any, i: int) -> ModelSpec:
-    if isinstance(item, str):
-        model = provider_to_model(item)
-        return ModelSpec(model=model, label=item)
-    if isinstance(item, dict) and "id" in item:
-        model = provider_to_model(str(item["id"]))
-        cfg = item.get("config") or {}
-        if not isinstance(cfg, dict):
-            raise EvalSpecError(f"providers: the config of {item['id']!r} must be a mapping")
-        api_base = (
-            cfg.get("apiBaseUrl") or cfg.get("apiHost") or cfg.get("baseUrl") or cfg.get("api_base")
-        )
-        if api_base and not str(api_base).startswith("http"):
-            api_base = f"https://{api_base}"
-        return ModelSpec(
-            model=model,
-            label=str(item.get("label") or item["id"]),
-            api_base=api_base,
-            api_key=cfg.get("apiKey"),
-            parameters={k: cfg[k] for k in _PARAMETERS if k in cfg},
-        )
-    if isinstance(item, dict) and len(item) == 1:  # {"openai:gpt-4o": {config: ...}}
-        ((pid, body),) = item.items()
-        return _provider({"id": pid, **(body or {})}, i)
-    raise EvalSpecError(f"providers: item {i + 1} must be an id such as openai:gpt-4o-mini")
+_CUSTOM_PROVIDERS = ("file", "exec", "python", "http", "https", "webhook", "websocket", "js")
+_TOP_KEYS = {
+    "description", "prompts", "providers", "targets", "tests", "defaultTest",
+    "evaluateOptions", "outputPath", "sharing", "writeLatestResults", "tags", "metadata",
+}  # fmt: skip
+_PROMPTFOO_FEATURES = {
+    "redteam", "extensions", "scenarios", "derivedMetrics", "nunjucksFilters",
+    "commandLineOptions", "env", "tracing", "assertionTemplates",
+}  # fmt: skip
+_PROVIDER_KEYS = {"id", "label", "config", "prompts"}
+_CONNECTION_KEYS = {"apiBaseUrl", "apiHost", "baseUrl", "api_base", "apiKey"}
+_TEST_KEYS = {"description", "vars", "assert", "options", "threshold", "metadata", "_base_dir"}
+_ASSERT_KEYS = {
+    "type",
+    "value",
+    "threshold",
+    "weight",
+    "metric",
+    "transform",
+    "provider",
+    "rubricPrompt",
+}
+_OPTION_KEYS = {"transform", "provider", "rubricPrompt", "transformVars", "disableVarExpansion"}
+# our column names for promptfoo's types (the names earlier releases used)
+_COLUMN = {
+    "equals": "exact", "starts-with": "starts_with", "contains-any": "contains_any",
+    "contains-all": "contains_all", "icontains-any": "icontains_any",
+    "icontains-all": "icontains_all", "is-json": "is_json", "contains-json": "contains_json",
+    "llm-rubric": "judge", "similar": "semantic", "latency": "latency_under",
+    "cost": "cost_under", "rouge-n": "rouge_n",
+}  # fmt: skip
 
 
-def _prompt_items(value: Any, base_dir: Path | None) -> list[PromptSpec]:
-    items = value if isinstance(value, list) else [value]
-    out: list[PromptSpec] = []
-    for item in items:
-        if isinstance(item, dict):
-            label = item.get("label")
-            raw = item.get("raw")
-            if raw is None and isinstance(item.get("id"), str):
-                for spec in _prompt_items(item["id"], base_dir):
-                    out.append(PromptSpec(label=str(label or spec.label), template=spec.template))
-                continue
-            if raw is None:
-                raise EvalSpecError("prompts: a prompt mapping needs 'raw' or 'id'")
-            out.append(PromptSpec(label=str(label or f"prompt{len(out) + 1}"), template=str(raw)))
-        elif isinstance(item, str) and item.startswith("file://"):
-            for path in _files(item, base_dir, "prompt"):
-                if path.suffix.lower() in (".js", ".py", ".ts", ".mjs", ".cjs"):
-                    raise EvalSpecError(
-                        f"prompts: prompt functions ({path.name}) are not supported; "
-                        "use a text, .json chat or .j2 file"
-                    )
-                out.append(PromptSpec(label=path.name, template=path.read_text()))
-        elif isinstance(item, str):
-            out.append(PromptSpec(label=f"prompt{len(out) + 1}", template=item))
-        else:
-            raise EvalSpecError(f"prompts: cannot use {item!r} as a prompt")
-    return out
+def _warn(message: str) -> None:
+    warnings.warn(message, PromptfooWarning, stacklevel=4)
 
 
-def _files(ref: str, base_dir: Path | None, what: str) -> list[Path]:
-    pattern = ref[len("file://") :]
-    path = Path(pattern).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    matches = (
-        sorted(Path(p) for p in glob.glob(str(path)))
-        if any(c in pattern for c in "*?[")
-        else [path]
-    )
-    missing = [p for p in matches if not p.is_file()]
-    if not matches or missing:
+def _refuse_unknown(keys: Any, allowed: set[str], where: str) -> None:
+    unknown = [k for k in keys if k not in allowed]
+    if unknown:
         raise EvalSpecError(
-            f"cannot read the {what} file {str(missing[0] if missing else path)!r}: no such file"
+            f"{where}: the promptfoo key {unknown[0]!r} is not supported by llmops_nb, so the "
+            "config is refused rather than run differently"
         )
-    return matches
 
 
-# --- assertions ----------------------------------------------------------------------------
-
-_ASSERTION = re.compile(r"^(not-)?([a-z][a-z0-9-]*)(?:\((\d+(?:\.\d+)?)\))?(?::\s?(.*))?$", re.S)
-
-
-def parse_assertion_string(text: str) -> dict[str, Any]:
-    """A CSV `__expected` cell -> an assertion dict ('contains: x', 'not-regex: ...',
-    'similar(0.8): text', 'is-json'; text with no known type is an `equals` value)."""
-    stripped = text.strip()
-    match = _ASSERTION.match(stripped)
-    if match:
-        negate, kind, threshold, value = match.groups()
-        if kind in KNOWN:
-            out: dict[str, Any] = {"type": f"{'not-' if negate else ''}{kind}"}
-            if value is not None:
-                out["value"] = value
-            if threshold is not None:
-                out["threshold"] = float(threshold)
-            return out
-    return {"type": "equals", "value": stripped}
+def _custom_provider(text: str) -> bool:
+    prefix = text.split(":", 1)[0]
+    return prefix in _CUSTOM_PROVIDERS or text.endswith((".js", ".py", ".ts", ".mjs"))
 
 
-def _convert(assertion: Any, where: str, judge: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
-    """One promptfoo assertion -> (our scorer kind, arguments, negate)."""
-    if isinstance(assertion, str):
-        assertion = parse_assertion_string(assertion)
+def _provider(item: Any, i: int, where: str = "providers") -> tuple[ModelSpec, list[str] | None]:
+    """One provider -> (its ModelSpec, its `prompts:` filter or None)."""
+    if isinstance(item, str):
+        if _custom_provider(item):
+            raise EvalSpecError(
+                f"{where}: custom providers ({item}) are a promptfoo feature llmops_nb does not run"
+            )
+        return ModelSpec(model=provider_to_model(item), label=item), None
+    if isinstance(item, dict) and len(item) == 1 and "id" not in item:  # {"openai:x": {...}}
+        ((pid, body),) = item.items()
+        if isinstance(body, dict):
+            return _provider({"id": pid, **body}, i, where)
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        raise EvalSpecError(f"{where}: item {i + 1} must be an id such as openai:gpt-4o-mini")
+    _refuse_unknown(item, _PROVIDER_KEYS, f"{where}: {item['id']}")
+    spec, _ = _provider(str(item["id"]), i, where)
+    cfg = item.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise EvalSpecError(f"{where}: the config of {item['id']!r} must be a mapping")
+    ignored = [k for k in cfg if k not in _CONNECTION_KEYS and k not in _PARAMETERS]
+    if ignored:
+        raise EvalSpecError(
+            f"{where}: {item['id']}: the provider config key {ignored[0]!r} is not supported "
+            "by llmops_nb, so the config is refused rather than run differently"
+        )
+    api_base = (
+        cfg.get("apiBaseUrl") or cfg.get("apiHost") or cfg.get("baseUrl") or cfg.get("api_base")
+    )
+    if api_base and not str(api_base).startswith("http"):
+        api_base = f"https://{api_base}"
+    prompts = item.get("prompts")
+    if prompts is not None and not isinstance(prompts, list):
+        prompts = [prompts]
+    spec.label = str(item.get("label") or item["id"])
+    spec.api_base = api_base
+    spec.api_key = cfg.get("apiKey")
+    spec.parameters = {k: cfg[k] for k in _PARAMETERS if k in cfg}
+    return spec, [str(p) for p in prompts] if prompts is not None else None
+
+
+def _grader(value: Any, purpose: str, where: str) -> ModelSpec | None:
+    """A grading provider (`options.provider`): an id, {id, config}, or {text:, embedding:}."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and ("text" in value or "embedding" in value) and "id" not in value:
+        unknown = sorted(set(value) - {"text", "embedding"})
+        if unknown:
+            raise EvalSpecError(
+                f"{where}: the grading provider key {unknown[0]!r} is not supported"
+            )
+        value = value.get(purpose)
+        if value is None:
+            return None
+    return _provider(value, 0, f"{where} (grading provider)")[0]
+
+
+def _options(test: dict[str, Any], where: str) -> dict[str, Any]:
+    options = test.get("options") or {}
+    if not isinstance(options, dict):
+        raise EvalSpecError(f"{where}.options must be a mapping")
+    _refuse_unknown(options, _OPTION_KEYS, f"{where}.options")
+    return options
+
+
+def _assertion(raw: Any, where: str) -> dict[str, Any]:
+    """A checked copy of one assertion: refused by name unless llmops_nb runs it as promptfoo."""
+    assertion = parse_assertion_string(raw) if isinstance(raw, str) else raw
     if not isinstance(assertion, dict) or "type" not in assertion:
-        raise EvalSpecError(f"{where}: an assertion needs a 'type', got {assertion!r}")
+        raise EvalSpecError(f"{where}: an assertion needs a 'type', got {raw!r}")
+    _refuse_unknown(assertion, _ASSERT_KEYS, where)
     kind = str(assertion["type"])
-    negate = kind.startswith("not-")
-    base = kind[4:] if negate else kind
-    if base not in SUPPORTED:
-        supported = ", ".join(sorted(SUPPORTED))
+    base = kind[4:] if kind.startswith("not-") else kind
+    if base not in HANDLED:
         raise EvalSpecError(
             f"{where}: promptfoo assertion type {kind!r} is not supported, so the run is "
-            f"refused rather than skipping it (supported: {supported}, and their not- forms)"
+            f"refused rather than skipping it (supported: {', '.join(sorted(HANDLED))}, and "
+            "their not- forms)"
         )
-    ours, value_arg = SUPPORTED[base]
-    args: dict[str, Any] = {}
-    value = assertion.get("value")
+    if base in ("latency", "cost") and assertion.get("threshold") is None:
+        raise EvalSpecError(
+            f"{where}: a {base!r} assertion without a threshold only records a metric, which "
+            "llmops_nb does not support: give it a threshold"
+        )
     threshold = assertion.get("threshold")
-    if base in ("latency", "cost"):
-        if threshold is None:
-            raise EvalSpecError(f"{where}: a {base!r} assertion needs a threshold")
-        args["ms" if base == "latency" else "usd"] = float(threshold)
-    else:
-        if value is None and base != "is-json":
-            raise EvalSpecError(f"{where}: a {kind!r} assertion needs a value")
-        if value is not None and value_arg is not None:
-            if isinstance(value, str) and value.startswith("file://"):
-                raise EvalSpecError(f"{where}: file:// assertion values are not supported")
-            if base in ("contains-any", "contains-all") and isinstance(value, list):
-                args[value_arg] = [str(v) for v in value]
-            elif base == "is-json":
-                args[value_arg] = value
-            else:
-                args[value_arg] = value if isinstance(value, str) else str(value)
-        if threshold is not None:
-            args["threshold"] = float(threshold)
-    if base == "llm-rubric":
-        provider = assertion.get("provider") or judge.get("provider")
-        spec = _provider(provider, 0) if provider else judge.get("default")
-        if spec is None:
-            raise EvalSpecError(f"{where}: llm-rubric needs a grading provider")
-        args["model"] = spec.model
-        if spec.api_base:
-            args["api_base"] = spec.api_base
-        if spec.api_key:
-            args["api_key"] = spec.api_key
-    if base == "similar" and assertion.get("provider"):
-        embed = _provider(assertion["provider"], 0)
-        args["model"] = embed.model
-        if embed.api_base:
-            args["api_base"] = embed.api_base
-    return ours, args, negate
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float)
+    ):
+        raise EvalSpecError(f"{where}: threshold must be a number, not {threshold!r}")
+    weight = assertion.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+        raise EvalSpecError(f"{where}: weight must be a number >= 0, not {weight!r}")
+    return dict(assertion)
 
 
-# --- tests -----------------------------------------------------------------------------------
-
-
-def _tests(value: Any, base_dir: Path | None) -> list[dict[str, Any]]:
-    items = value if isinstance(value, list) else [value]
-    out: list[dict[str, Any]] = []
-    for item in items:
-        if isinstance(item, str) and item.startswith("file://"):
-            for path in _files(item, base_dir, "tests"):
-                out.extend(_tests_file(path))
-        elif isinstance(item, dict):
-            out.append(item)
-        else:
-            raise EvalSpecError(f"tests: cannot use {item!r} as a test")
-    return out
-
-
-def _tests_file(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml", ".json"):
-        from ..prompting import load_yaml
-
-        data = load_yaml(path.read_text(), f"tests file {path.name}")
-        return _tests(data or [], path.parent)
-    if suffix not in (".csv", ".tsv"):
-        raise EvalSpecError(f"tests file {path.name}: use .csv, .yaml or .json")
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = list(reader)
-    except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise EvalSpecError(f"cannot read the tests file {str(path)!r}: {exc}") from None
-    tests = []
-    for number, row in enumerate(rows, start=2):
-        test: dict[str, Any] = {"vars": {}, "assert": []}
-        for key, value in row.items():
-            if key is None:
-                raise EvalSpecError(f"{path.name} line {number}: more cells than columns")
-            if re.fullmatch(r"__expected\d*", key):
-                if value and value.strip():
-                    test["assert"].append(parse_assertion_string(value))
-            elif key in ("__description", "__metric", "__threshold", "__metadata"):
-                if key == "__description":
-                    test["description"] = value
-            elif key.startswith("__"):
-                raise EvalSpecError(f"{path.name}: the special column {key!r} is not supported")
-            else:
-                test["vars"][key] = value
-        tests.append(test)
-    return tests
-
-
-def _expand_vars(variables: dict[str, Any]) -> list[dict[str, Any]]:
-    """promptfoo runs every combination of list-valued vars."""
-    keys = [k for k, v in variables.items() if isinstance(v, list)]
-    if not keys:
-        return [variables]
-    combos = itertools.product(*(variables[k] for k in keys))
-    return [{**variables, **dict(zip(keys, combo, strict=True))} for combo in combos]
+def _test_threshold(test: dict[str, Any], where: str) -> float | None:
+    value = test.get("threshold")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EvalSpecError(f"{where}.threshold must be a number, not {value!r}")
+    return float(value)
 
 
 def from_promptfoo(
     data: dict[str, Any], *, base_dir: Path | None = None, lines: dict[str, int] | None = None
 ) -> EvalSpec:
     lines = lines or {}
-    unknown = [k for k in data if k not in _IGNORED_KEYS]
-    if unknown:
-        where = f" (line {lines[unknown[0]]})" if unknown[0] in lines else ""
-        raise EvalSpecError(
-            f"promptfoo key {unknown[0]!r}{where} is not supported; this importer reads "
-            "prompts, providers, tests, defaultTest and evaluateOptions"
-        )
+    for key in data:
+        if key in _PROMPTFOO_FEATURES:
+            raise EvalSpecError(
+                f"promptfoo key {key!r}{_line(lines, key)} is a promptfoo feature llmops_nb "
+                "does not implement"
+            )
+        if key in ("outputPath", "sharing") and data[key]:
+            _warn(f"promptfoo key {key!r} is not honoured: llmops_nb keeps results in its store")
+        if key not in _TOP_KEYS:
+            raise EvalSpecError(
+                f"promptfoo key {key!r}{_line(lines, key)} is not supported; this importer reads "
+                "prompts, providers (or targets), tests, defaultTest and evaluateOptions"
+            )
     if not data.get("prompts"):
         raise EvalSpecError("the promptfoo config needs 'prompts'")
-    if not data.get("providers") and not data.get("targets"):
-        raise EvalSpecError("the promptfoo config needs 'providers'")
-    prompts = _prompt_items(data["prompts"], base_dir)
     providers_raw = data.get("providers") or data.get("targets")
-    providers = [
-        _provider(p, i)
-        for i, p in enumerate(providers_raw if isinstance(providers_raw, list) else [providers_raw])
-    ]
+    if not providers_raw:
+        raise EvalSpecError("the promptfoo config needs 'providers'")
+    prompts = load_prompts(data["prompts"], base_dir)
+    raw_list = providers_raw if isinstance(providers_raw, list) else [providers_raw]
+    providers = []
+    labels = [p.label for p in prompts]
+    for i, item in enumerate(raw_list):
+        spec, only = _provider(item, i)
+        if only is not None and not set(labels) <= set(only):
+            raise EvalSpecError(
+                f"providers: {spec.label} has a 'prompts:' filter ({', '.join(only)}); llmops_nb "
+                "runs every prompt with every provider, so the config is refused rather than "
+                "running cells promptfoo would not"
+            )
+        providers.append(spec)
+    concurrency, cache = _evaluate_options(data.get("evaluateOptions"))
     default = data.get("defaultTest") or {}
     if isinstance(default, str) and default.startswith("file://"):
         from ..prompting import load_yaml
 
-        default = (
-            load_yaml(_files(default, base_dir, "defaultTest")[0].read_text(), "defaultTest") or {}
-        )
+        path = files(default, base_dir, "defaultTest")[0]
+        default = load_yaml(path.read_text(), "defaultTest") or {}
     if not isinstance(default, dict):
         raise EvalSpecError("defaultTest must be a mapping")
-    judge = {
-        "provider": (default.get("options") or {}).get("provider"),
-        "default": providers[0] if providers else None,
-    }
-    tests = _tests(data.get("tests") or [], base_dir)
-    rows: list[dict[str, Any]] = []
-    row_asserts: list[list[Any]] = []
+    _refuse_unknown(default, _TEST_KEYS, "defaultTest")
+    default_options = _options(default, "defaultTest")
+    tests = load_tests(data.get("tests") or [], base_dir) or [{}]
+    builder = _Grid(default, default_options, base_dir)
     for t, test in enumerate(tests):
-        if test.get("providers") is not None:
-            raise EvalSpecError(f"tests[{t}]: per-test 'providers' filters are not supported")
-        variables = {**(default.get("vars") or {}), **(test.get("vars") or {})}
-        for expanded in _expand_vars(variables):
-            rows.append(expanded)
-            row_asserts.append(list(test.get("assert") or []))
-    if not rows:
-        rows = [dict(default.get("vars") or {})]
-        row_asserts = [[]]
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    rows = [{k: _cell(r.get(k)) for k in columns} for r in rows]
-
-    scorers: list[ScorerSpec] = []
-    counts: dict[str, int] = {}
-
-    def name_for(kind: str, negate: bool, seen: dict[str, int]) -> str:
-        base = f"not_{kind}" if negate else kind
-        seen[base] = seen.get(base, 0) + 1
-        return base if seen[base] == 1 else f"{base}_{seen[base]}"
-
-    for j, assertion in enumerate(default.get("assert") or []):
-        kind, args, negate = _convert(assertion, f"defaultTest.assert[{j}]", judge)
-        name = name_for(kind, negate, counts)
-        scorers.append(ScorerSpec(kind=kind, args={**args, "name": name, "negate": negate}))
-    per_row: dict[str, ScorerSpec] = {}
-    base_counts = dict(counts)
-    for i, asserts in enumerate(row_asserts):
-        seen = dict(base_counts)
-        for j, assertion in enumerate(asserts):
-            kind, args, negate = _convert(assertion, f"tests[{i}].assert[{j}]", judge)
-            name = name_for(kind, negate, seen)
-            threshold = args.pop("threshold", None)
-            spec = per_row.get(name)
-            if spec is None:
-                common: dict[str, Any] = {"name": name, "negate": negate}
-                if threshold is not None:
-                    common["threshold"] = threshold
-                # required arguments are filled per row; the builder sees placeholders
-                spec = per_row[name] = ScorerSpec(kind=kind, args=common, rows={})
-                scorers.append(spec)
-            assert spec.rows is not None
-            spec.rows[i] = args
-    for spec in per_row.values():
-        assert spec.rows is not None
-        # arguments every row shares move up, so the scorer builder can check them
-        shared = set.intersection(*(set(a) for a in spec.rows.values()))
-        for key in shared:
-            values = [a[key] for a in spec.rows.values()]
-            if all(v == values[0] for v in values) and key in ("model", "api_base", "api_key"):
-                spec.args[key] = values[0]
-                for a in spec.rows.values():
-                    a.pop(key)
-        first = next(iter(spec.rows.values()))
-        for key, value in first.items():
-            spec.args.setdefault(key, value)  # a placeholder; each row's own value wins
-    options = data.get("evaluateOptions") or {}
+        builder.add_test(test, f"tests[{t}]")
+    rows, scorers = builder.finish()
     return EvalSpec(
         prompts=prompts,
         models=providers,
         data=rows,
         scorers=scorers,
         description=data.get("description"),
-        concurrency=options.get("maxConcurrency") if isinstance(options, dict) else None,
+        concurrency=concurrency,
+        cache=cache,
         base_dir=base_dir,
         data_name="promptfoo-tests",
         source="promptfoo",
     )
 
 
-def _cell(value: Any) -> str | None:
-    """promptfoo vars render as text: one type per column, as JavaScript would print it."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    import json
+def _line(lines: dict[str, int], key: str) -> str:
+    return f" (line {lines[key]})" if key in lines else ""
 
-    return json.dumps(value)
+
+def _evaluate_options(options: Any) -> tuple[int | None, bool | None]:
+    """evaluateOptions -> (maxConcurrency, cache)."""
+    if options is None:
+        return None, None
+    if not isinstance(options, dict):
+        raise EvalSpecError("evaluateOptions must be a mapping")
+    for key, value in options.items():
+        if key == "maxConcurrency":
+            continue
+        if key == "repeat" and value in (1, None):
+            continue
+        if key == "cache" and isinstance(value, bool):
+            continue
+        if key in ("delay", "showProgressBar"):
+            _warn(f"evaluateOptions.{key} is not honoured by llmops_nb (verdicts are unchanged)")
+            continue
+        raise EvalSpecError(f"evaluateOptions.{key} is not supported by llmops_nb")
+    return options.get("maxConcurrency"), options.get("cache")
+
+
+class _Grid:
+    """Accumulates rows (one per expanded test) and the promptfoo columns they use."""
+
+    def __init__(self, default: dict[str, Any], options: dict[str, Any], base_dir: Path | None):
+        self.default = default
+        self.default_options = options
+        self.base_dir = base_dir
+        self.rows: list[dict[str, Any]] = []
+        self.columns: dict[str, dict[int, dict[str, Any]]] = {}
+        self.weights: dict[int, list[list[Any]]] = {}
+        self.thresholds: dict[int, float | None] = {}
+        self.verdict = False  # promptfoo's verdict needs its own columns
+
+    def add_test(self, test: dict[str, Any], where: str) -> None:
+        _refuse_unknown(test, _TEST_KEYS, where)
+        options = {**self.default_options, **_options(test, where)}
+        base_dir = test.get("_base_dir", self.base_dir)
+        variables = {
+            **resolve_vars(self.default.get("vars"), self.base_dir, "defaultTest.vars"),
+            **resolve_vars(test.get("vars"), base_dir, f"{where}.vars"),
+        }
+        if options.get("transformVars"):
+            fn = compile_transform(
+                options["transformVars"], _dir(base_dir), f"{where} transformVars"
+            )
+            try:
+                changed = fn(dict(variables), {"vars": dict(variables)})
+            except Exception as exc:
+                raise EvalSpecError(
+                    f"{where}: transformVars failed: {type(exc).__name__}: {exc}"
+                ) from None
+            if not isinstance(changed, dict):
+                raise EvalSpecError(f"{where}: transformVars must return a mapping of vars")
+            variables = {**variables, **changed}
+        asserts = [
+            *[
+                (a, f"defaultTest.assert[{j}]")
+                for j, a in enumerate(self.default.get("assert") or [])
+            ],
+            *[(a, f"{where}.assert[{j}]") for j, a in enumerate(test.get("assert") or [])],
+        ]
+        checked = [_assertion(a, w) for a, w in asserts]
+        for a, (_, w) in zip(checked, asserts, strict=True):
+            if isinstance(a.get("value"), str) and a["value"].startswith("file://"):
+                a["value"] = file_value(a["value"], base_dir, w)
+        graders = [self._grader(a, options, w) for a, (_, w) in zip(checked, asserts, strict=True)]
+        threshold = _test_threshold(test, where)
+        if threshold is None:
+            threshold = _test_threshold(self.default, "defaultTest")
+        context = {"transform": options.get("transform"), "base_dir": _dir(base_dir)}
+        if context["transform"]:
+            compile_transform(
+                context["transform"], context["base_dir"], f"{where}.options.transform"
+            )
+        for a, (_, w) in zip(checked, asserts, strict=True):
+            if a.get("transform"):
+                compile_transform(a["transform"], context["base_dir"], f"{w}.transform")
+        expand = not options.get("disableVarExpansion")
+        for combo in expand_vars(variables, base_dir, expand):
+            self._add_row(render_vars(combo), checked, graders, threshold, context)
+
+    def _grader(
+        self, assertion: dict[str, Any], options: dict[str, Any], where: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        base = str(assertion["type"]).removeprefix("not-")
+        if base not in ("llm-rubric", "similar"):
+            return None, None
+        purpose = "text" if base == "llm-rubric" else "embedding"
+        spec = _grader(assertion.get("provider") or options.get("provider"), purpose, where)
+        if spec is None and base == "llm-rubric":
+            raise EvalSpecError(
+                f"{where}: llm-rubric needs a grading provider: set defaultTest.options.provider "
+                "(promptfoo would pick its own default grader, which llmops_nb does not guess)"
+            )
+        if spec is None:
+            _warn(
+                f"{where}: similar has no embedding provider; llmops_nb embeds with local/minilm, "
+                "where promptfoo would use OpenAI's text-embedding-3-large (scores differ)"
+            )
+            return None, None
+        if "rubricPrompt" in options and "rubricPrompt" not in assertion:
+            assertion["rubricPrompt"] = options["rubricPrompt"]
+        grader = {"model": spec.model, "api_base": spec.api_base, "parameters": spec.parameters}
+        return grader, spec.api_key
+
+    def _add_row(
+        self,
+        variables: dict[str, Any],
+        asserts: list[dict[str, Any]],
+        graders: list[Any],
+        threshold: float | None,
+        context: dict[str, Any],
+    ) -> None:
+        i = len(self.rows)
+        self.rows.append(variables)
+        seen: dict[str, int] = {}
+        weights = []
+        for key, (assertion, (grader, api_key)) in enumerate(zip(asserts, graders, strict=True)):
+            entry = {**assertion, **({"grader": grader} if grader else {})}
+            entry.pop("provider", None)
+            kind = str(assertion["type"])
+            base = kind.removeprefix("not-")
+            weight = assertion.get("weight", 1)
+            metric = assertion.get("metric")
+            if metric:
+                name = str(metric)
+            else:
+                column = _COLUMN.get(base, base)
+                plain = f"not_{column}" if kind != base else column
+                seen[plain] = seen.get(plain, 0) + 1
+                name = plain if seen[plain] == 1 else f"{plain}_{seen[plain]}"
+            cell = self.columns.setdefault(name, {}).get(i)
+            if cell is None:
+                cell = self.columns[name][i] = {
+                    "assertions": [],
+                    "test": context,
+                    "metric": bool(metric),
+                }
+            elif not metric:
+                raise EvalSpecError(f"two assertions of one test share the column {name!r}")
+            else:
+                self.verdict = True  # a metric averaged over several assertions
+            cell["assertions"].append({"key": key, "weight": weight, "assertion": entry})
+            if api_key and "api_key" not in cell:
+                cell["api_key"] = api_key
+            weights.append([key, weight])
+            if weight != 1 or base not in BOOLEAN_TYPES:
+                self.verdict = True
+        self.weights[i] = weights
+        self.thresholds[i] = threshold
+        if threshold is not None:
+            self.verdict = True
+
+    def finish(self) -> tuple[list[dict[str, Any]], list[ScorerSpec]]:
+        columns = list(dict.fromkeys(k for r in self.rows for k in r))
+        rows = [{k: _cell(r.get(k)) for k in columns} for r in self.rows]
+        if not columns:  # tests with no vars: a column that names the test
+            rows = [{"test": str(i + 1)} for i in range(len(self.rows))]
+        scorers = [
+            ScorerSpec(
+                kind="promptfoo",
+                args={"name": name, "threshold": 0.0 if self.verdict else 1.0},
+                rows=cells,
+            )
+            for name, cells in self.columns.items()
+        ]
+        if self.verdict:
+            verdict_rows = {
+                i: {"weights": self.weights[i], "test_threshold": self.thresholds[i]}
+                for i in range(len(self.rows))
+            }
+            scorers.append(
+                ScorerSpec(
+                    kind="promptfoo_score",
+                    args={"name": "test_score", "threshold": 0.0},
+                    rows=verdict_rows,
+                )
+            )
+            scorers.append(
+                ScorerSpec(
+                    kind="promptfoo_pass",
+                    args={"name": "test_pass", "threshold": 1.0},
+                    rows=dict(verdict_rows),
+                )
+            )
+        return rows, scorers
+
+
+def _dir(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _cell(value: Any) -> str:
+    """promptfoo vars render as text, as JavaScript prints them; a var a test lacks (or a
+    null) renders empty, as Nunjucks renders undefined."""
+    from .promptfoo_transforms import js_string
+
+    return "" if value is None else js_string(value)

@@ -289,6 +289,7 @@ class _Executor:
             output_tokens=completion.usage.output_tokens if completion else None,
             input_text="\n".join(f"{x.get('role')}: {x.get('content')}" for x in messages),
             cache=plan.cache,
+            cached=bool(completion.cached) if completion else False,
             call=self.acomplete,
         )
         for s in plan.scorers:
