@@ -38,22 +38,26 @@ lo.register_prompt(
 )
 lo.set_alias("support_reply", "production", 2)
 print("prompts written")""",
-    # 1: an eval run (no eval service yet: the rows a grid run writes, through the store)
-    """from llmops_nb.store import get_store, models as m
-store = get_store()
-pid = store.project_id(lo.current_project())
-def write(s):
-    run = m.EvalRun(project_id=pid, name="faq", status="done", n_cells=4, author="tester")
-    s.add(run)
-    s.flush()
-    for prompt in ["support_reply@1", "support_reply@2"]:
-        for model in ["gpt-4o-mini", "support-ft"]:
-            for row in range(4):
-                ok = prompt.endswith("@2") or row == 0
-                s.add(m.EvalResult(run_id=run.id, prompt_ref=prompt, model=model,
-                                   model_label=model, row_index=row, output=f"answer {row}",
-                                   scores={"exact": ok}, latency_ms=100.0 + 10 * row))
-store.write(write)
+    # 1: an eval run through the eval service, against a stand-in provider: the kind
+    # prompt (v2) answers every row right, v1 only row 0, on both models
+    """import os
+from llmops_nb.testing import OpenAIServer
+
+def reply(body):
+    system, question = body["messages"][0]["content"], body["messages"][-1]["content"]
+    return "yes" if "kind" in system or question.endswith("0") else "no"
+
+server = OpenAIServer(reply=reply, latency_ms=0).start()
+os.environ["OPENAI_API_BASE"] = server.base_url
+os.environ["OPENAI_API_KEY"] = "sk-test"
+run = lo.evaluate(
+    ["support_reply@1", "support_reply@2"],
+    ["openai/gpt-4o-mini", {"model": "openai/support-ft", "label": "support-ft"}],
+    data=[{"question": f"question {i}", "expected": "yes"} for i in range(4)],
+    scorers=["exact"],
+    name="faq",
+    progress=False,
+)
 print("eval written")""",
     # 2: a trace whose model output is an XSS payload
     f"""import llmops_nb.tracing
@@ -71,17 +75,17 @@ def answer(question):
 answer("How do I reset my password?")
 llmops_nb.tracing.flush()
 print("trace written")""",
-    # 3: a fine-tune's loss curve and its registered model (no fine-tune service yet either)
-    """def write_job(s):
-    job = m.FinetuneJob(project_id=pid, name="support-ft", base="tiny-llama", method="lora",
-                        backend="peft", status="running", params={"r": 16, "lr": 2e-4})
-    s.add(job)
-    s.flush()
-    for step in range(1, 41):
-        s.add(m.FinetuneMetric(job_id=job.id, step=step, loss=2.5 / step ** 0.5, lr=2e-4))
-    s.add(m.RegisteredModel(project_id=pid, name="support-ft", version=1, base="tiny-llama",
-                            job_id=job.id))
-store.write(write_job)
+    # 3: a fine-tune's loss curve and its registered model, through the store's fine-tune
+    # API (the calls the fine-tune worker makes)
+    """from llmops_nb.store import get_store
+store, project = get_store(), lo.current_project()
+job = store.create_finetune_job(project, "support-ft", base="tiny-llama", method="lora",
+                                backend="peft", params={"r": 16, "lr": 2e-4})
+store.update_finetune_job(job.id, status="running", only_from=("queued",))
+store.add_finetune_metrics(
+    job.id, [{"step": step, "loss": 2.5 / step ** 0.5, "lr": 2e-4} for step in range(1, 41)]
+)
+store.register_model(project, "support-ft", base="tiny-llama", backend="peft", job_id=job.id)
 print("fine-tune written")""",
 ]
 
@@ -163,9 +167,6 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     open_notebook(page, lab, "sidebar_demo.ipynb")
     wait_kernel_settled(page)
