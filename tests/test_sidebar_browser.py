@@ -294,8 +294,10 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     good.click()
     sidebar.locator(".llmops-feedback .llmops-note", has_text="Saved").wait_for()
     answered = lab.api("traces?project=shop&name_contains=answer")["items"][0]["id"]
-    if "feedback" in lab.api(f"traces/{answered}"):  # the shared trace view lists it
-        sidebar.locator(".llmops-feedback-item", has_text="Good: spot on").wait_for()
+    assert [f["comment"] for f in lab.api(f"traces/{answered}")["feedback"]] == ["spot on"]
+    given = sidebar.locator(".llmops-feedback-item", has_text="Good: spot on")
+    given.wait_for()  # the detail lists the feedback so far, with when it was given
+    assert re.search(r"\d{1,2}:\d{2}", given.locator(".llmops-item-meta").inner_text())
     shot(page, "12-trace-feedback")
 
     # Evals: a run with a baseline; the heatmap, the stats table, rows linking to traces.
@@ -311,12 +313,11 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td').first
     heat.wait_for()
     colour = _bg(page, heat)
-    view = lab.api(f"evals/{latest}")
-    if "cells" in view:  # the shared eval view: baseline and regression marks
-        assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
-        flags = sidebar.locator(".llmops-flags").inner_text()
-        assert "regression: track@1 × openai/gpt-4o-mini contains" in flags
-        assert heat.inner_text().endswith("▼")
+    # the shared eval view: baseline and regression marks
+    assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
+    flags = sidebar.locator(".llmops-flags").inner_text()
+    assert "regression: track@1 × openai/gpt-4o-mini contains" in flags
+    assert heat.inner_text().endswith("▼")
     heat.click()
     heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td.llmops-heat-selected')
     heat.wait_for()
@@ -331,10 +332,15 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     link.wait_for()
     linked = link.get_attribute("data-trace")
     link.click()
+    linked_name = lab.api(f"traces/{linked}")["name"]
     title = sidebar.locator(".llmops-view-traces .llmops-detail h3")
-    title.wait_for()
+    page.wait_for_function(  # the linked trace replaces the one the tab showed before
+        "name => document.querySelector('.llmops-view-traces .llmops-detail h3')"
+        "?.textContent.startsWith(name)",
+        arg=linked_name,
+    )
     assert sidebar.locator(".lm-TabBar-tab.lm-mod-current").inner_text() == "Traces"
-    assert title.inner_text().startswith(lab.api(f"traces/{linked}")["name"])
+    assert title.inner_text().startswith(linked_name)
     shot(page, "14-eval-row-trace-link")
 
     # The user can pick another project; a notebook choosing again wins it back.
