@@ -205,6 +205,9 @@ def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     heatmap.wait_for()
     cells = heatmap.locator("td").all_inner_texts()
     assert cells == ["0.25", "0.25", "1.00", "1.00"]
+    # latency of real calls, and of cache hits apart
+    head = sidebar.locator(".llmops-stats tr").first.locator("th").all_inner_texts()
+    assert head[4:8] == ["p50", "p95", "cached", "cached p50"]
     shot(page, "04-eval-heatmap")
 
     # Traces: the trace appears; opening it shows the span tree and the output as text.
