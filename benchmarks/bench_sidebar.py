@@ -5,6 +5,8 @@ Goals (server time, from the handlers' Server-Timing header, median of many requ
 the first page of traces <= 50 ms; one trace's span tree <= 50 ms; a finished eval
 run's view <= 50 ms after its first request (it is computed once per finished run:
 the first request's time is printed apart, and the `/changes` poll's time while it runs).
+The view aggregates a run's cells in SQL: its time is printed beside `EvalRun.summary()`'s
+(every row's scores decoded in Python), after checking both give the same numbers.
 
 Fills a SQLite store through the tracing exporter's own write path
 (`Store.record_spans`), starts a real `jupyter server` with the extension, and times
@@ -138,6 +140,29 @@ def fill_eval_run(home: Path, n_rows: int) -> tuple[int, float]:
     return int(run.id), time.perf_counter() - started
 
 
+def summary_speed(home: Path, run_id: int) -> tuple[float, float]:
+    """Seconds for the run's cells aggregated in SQL (what the view uses) and decoded row
+    by row in Python (`EvalRun.summary()`), after checking that they agree."""
+    os.environ["LLMOPS_NB_HOME"] = str(home)
+    from llmops_nb.evals.run import EvalRun
+    from llmops_nb.views.evals import summary_rows
+
+    run = EvalRun.load(run_id, project="default")
+    started = time.perf_counter()
+    in_sql = summary_rows(run)
+    sql_s = time.perf_counter() - started
+    started = time.perf_counter()
+    in_python = list(run.summary().iter_rows(named=True))
+    python_s = time.perf_counter() - started
+    for a, b in zip(in_sql, in_python, strict=True):
+        for key, value in b.items():
+            same = a[key] == value or (
+                isinstance(value, float) and abs(a[key] - value) <= 1e-12 * abs(value)
+            )
+            assert same, (key, a[key], value)
+    return sql_s, python_s
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,6 +257,9 @@ def main() -> int:
         run_id, eval_s = fill_eval_run(home, args.eval_rows)
         print(f"eval run #{run_id}: {args.eval_rows:,} result rows" +
               (f" (stored in {eval_s:.1f} s)" if eval_s else ""))  # fmt: skip
+        sql_s, python_s = summary_speed(home, run_id)
+        print(f"run summary in SQL {sql_s:.2f} s, row by row in Python {python_s:.2f} s "
+              f"({python_s / sql_s:.1f}x); the numbers agree")  # fmt: skip
         proc, base, token = start_server(home, work)
         try:
             first_view = first_eval_view(base, token, run_id)

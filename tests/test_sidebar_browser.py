@@ -38,22 +38,26 @@ lo.register_prompt(
 )
 lo.set_alias("support_reply", "production", 2)
 print("prompts written")""",
-    # 1: an eval run (no eval service yet: the rows a grid run writes, through the store)
-    """from llmops_nb.store import get_store, models as m
-store = get_store()
-pid = store.project_id(lo.current_project())
-def write(s):
-    run = m.EvalRun(project_id=pid, name="faq", status="done", n_cells=4, author="tester")
-    s.add(run)
-    s.flush()
-    for prompt in ["support_reply@1", "support_reply@2"]:
-        for model in ["gpt-4o-mini", "support-ft"]:
-            for row in range(4):
-                ok = prompt.endswith("@2") or row == 0
-                s.add(m.EvalResult(run_id=run.id, prompt_ref=prompt, model=model,
-                                   model_label=model, row_index=row, output=f"answer {row}",
-                                   scores={"exact": ok}, latency_ms=100.0 + 10 * row))
-store.write(write)
+    # 1: an eval run through the eval service, against a stand-in provider: the kind
+    # prompt (v2) answers every row right, v1 only row 0, on both models
+    """import os
+from llmops_nb.testing import OpenAIServer
+
+def reply(body):
+    system, question = body["messages"][0]["content"], body["messages"][-1]["content"]
+    return "yes" if "kind" in system or question.endswith("0") else "no"
+
+server = OpenAIServer(reply=reply, latency_ms=0).start()
+os.environ["OPENAI_API_BASE"] = server.base_url
+os.environ["OPENAI_API_KEY"] = "sk-test"
+run = lo.evaluate(
+    ["support_reply@1", "support_reply@2"],
+    ["openai/gpt-4o-mini", {"model": "openai/support-ft", "label": "support-ft"}],
+    data=[{"question": f"question {i}", "expected": "yes"} for i in range(4)],
+    scorers=["exact"],
+    name="faq",
+    progress=False,
+)
 print("eval written")""",
     # 2: a trace whose model output is an XSS payload
     f"""import llmops_nb.tracing
@@ -71,17 +75,17 @@ def answer(question):
 answer("How do I reset my password?")
 llmops_nb.tracing.flush()
 print("trace written")""",
-    # 3: a fine-tune's loss curve and its registered model (no fine-tune service yet either)
-    """def write_job(s):
-    job = m.FinetuneJob(project_id=pid, name="support-ft", base="tiny-llama", method="lora",
-                        backend="peft", status="running", params={"r": 16, "lr": 2e-4})
-    s.add(job)
-    s.flush()
-    for step in range(1, 41):
-        s.add(m.FinetuneMetric(job_id=job.id, step=step, loss=2.5 / step ** 0.5, lr=2e-4))
-    s.add(m.RegisteredModel(project_id=pid, name="support-ft", version=1, base="tiny-llama",
-                            job_id=job.id))
-store.write(write_job)
+    # 3: a fine-tune's loss curve and its registered model, through the store's fine-tune
+    # API (the calls the fine-tune worker makes)
+    """from llmops_nb.store import get_store
+store, project = get_store(), lo.current_project()
+job = store.create_finetune_job(project, "support-ft", base="tiny-llama", method="lora",
+                                backend="peft", params={"r": 16, "lr": 2e-4})
+store.update_finetune_job(job.id, status="running", only_from=("queued",))
+store.add_finetune_metrics(
+    job.id, [{"step": step, "loss": 2.5 / step ** 0.5, "lr": 2e-4} for step in range(1, 41)]
+)
+store.register_model(project, "support-ft", base="tiny-llama", backend="peft", job_id=job.id)
 print("fine-tune written")""",
 ]
 
@@ -163,9 +167,6 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     open_notebook(page, lab, "sidebar_demo.ipynb")
     wait_kernel_settled(page)
@@ -204,6 +205,9 @@ def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     heatmap.wait_for()
     cells = heatmap.locator("td").all_inner_texts()
     assert cells == ["0.25", "0.25", "1.00", "1.00"]
+    # latency of real calls, and of cache hits apart
+    head = sidebar.locator(".llmops-stats tr").first.locator("th").all_inner_texts()
+    assert head[4:8] == ["p50", "p95", "cached", "cached p50"]
     shot(page, "04-eval-heatmap")
 
     # Traces: the trace appears; opening it shows the span tree and the output as text.
@@ -293,8 +297,10 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     good.click()
     sidebar.locator(".llmops-feedback .llmops-note", has_text="Saved").wait_for()
     answered = lab.api("traces?project=shop&name_contains=answer")["items"][0]["id"]
-    if "feedback" in lab.api(f"traces/{answered}"):  # the shared trace view lists it
-        sidebar.locator(".llmops-feedback-item", has_text="Good: spot on").wait_for()
+    assert [f["comment"] for f in lab.api(f"traces/{answered}")["feedback"]] == ["spot on"]
+    given = sidebar.locator(".llmops-feedback-item", has_text="Good: spot on")
+    given.wait_for()  # the detail lists the feedback so far, with when it was given
+    assert re.search(r"\d{1,2}:\d{2}", given.locator(".llmops-item-meta").inner_text())
     shot(page, "12-trace-feedback")
 
     # Evals: a run with a baseline; the heatmap, the stats table, rows linking to traces.
@@ -310,12 +316,11 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td').first
     heat.wait_for()
     colour = _bg(page, heat)
-    view = lab.api(f"evals/{latest}")
-    if "cells" in view:  # the shared eval view: baseline and regression marks
-        assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
-        flags = sidebar.locator(".llmops-flags").inner_text()
-        assert "regression: track@1 × openai/gpt-4o-mini contains" in flags
-        assert heat.inner_text().endswith("▼")
+    # the shared eval view: baseline and regression marks
+    assert sidebar.locator(".llmops-baseline").inner_text().startswith("baseline: #")
+    flags = sidebar.locator(".llmops-flags").inner_text()
+    assert "regression: track@1 × openai/gpt-4o-mini contains" in flags
+    assert heat.inner_text().endswith("▼")
     heat.click()
     heat = sidebar.locator('.llmops-heatmap[data-scorer="contains"] td.llmops-heat-selected')
     heat.wait_for()
@@ -330,10 +335,15 @@ def test_sidebar_follows_filters_marks_and_links(lab: JupyterLab, page: Any) -> 
     link.wait_for()
     linked = link.get_attribute("data-trace")
     link.click()
+    linked_name = lab.api(f"traces/{linked}")["name"]
     title = sidebar.locator(".llmops-view-traces .llmops-detail h3")
-    title.wait_for()
+    page.wait_for_function(  # the linked trace replaces the one the tab showed before
+        "name => document.querySelector('.llmops-view-traces .llmops-detail h3')"
+        "?.textContent.startsWith(name)",
+        arg=linked_name,
+    )
     assert sidebar.locator(".lm-TabBar-tab.lm-mod-current").inner_text() == "Traces"
-    assert title.inner_text().startswith(lab.api(f"traces/{linked}")["name"])
+    assert title.inner_text().startswith(linked_name)
     shot(page, "14-eval-row-trace-link")
 
     # The user can pick another project; a notebook choosing again wins it back.

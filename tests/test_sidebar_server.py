@@ -34,12 +34,12 @@ async def test_trace_name_filter_is_a_case_insensitive_substring(
     assert (await get(jp_fetch, "traces", name="answer"))["total"] == 3  # exact stays exact
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 async def test_sidebar_follows_the_project_a_kernel_chose(
     jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # An earlier test that ran a notebook (nbclient resolves the python3 kernel spec, which
+    # imports ipykernel) leaves ipykernel in sys.modules: start from a plain process.
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     first = await get(jp_fetch, "changes")
     assert first["current"] == "default" and first["current_updated"] is None
 
@@ -61,3 +61,19 @@ async def test_sidebar_follows_the_project_a_kernel_chose(
 
     lo.set_project("shop")  # choosing the same project again is news too
     assert (await get(jp_fetch, "changes"))["current_updated"] > stamp
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config.set_project takes any process that imported ipykernel for a kernel; "
+    "the fix belongs in llmops_nb/config.py (not this branch's file)",
+)
+def test_a_process_that_only_resolved_a_kernel_spec_records_no_project(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    KernelSpecManager().get_kernel_spec("python3")  # what nbclient does before a run
+    lo.set_project("elsewhere")  # still no kernel here: nothing for the sidebar to follow
+    assert not (config.home() / config.CURRENT_PROJECT_FILE).exists()

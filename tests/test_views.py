@@ -122,3 +122,74 @@ def test_eval_view_is_json_and_names_its_numbers(openai_server: Any, frac: Any) 
     summary = run.summary().row(0, named=True)
     assert view["cells"][0]["pass_rate"] == summary["pass_rate"]
     assert view["cells"][0]["latency_p95_ms"] == summary["latency_p95_ms"]
+
+
+def test_the_views_sql_summary_follows_run_summary_on_every_kind_of_row(store_url: str) -> None:
+    """The view's cells are aggregated in SQL; `run.summary()` decodes every row in Python.
+    Both must give the same numbers on fractional, {"score": x}, boolean, text and missing
+    scores, failed calls, a negated threshold, cache hits, unknown latencies, and a spec
+    order unlike the order the cells were stored in."""
+    import random
+
+    from llmops_nb.evals.run import EvalRun
+    from llmops_nb.store import get_store
+    from llmops_nb.views.evals import summary_rows
+
+    store = get_store()
+    spec = {
+        "prompts": [{"label": "p@2"}, {"label": "p@1"}],
+        "models": [{"label": "b"}, {"label": "a"}],
+        "scorers": [
+            {"name": "frac", "threshold": 0.5},
+            {"name": "strict", "threshold": 0.9},
+            {"name": "flag"},
+            {"name": "toxic", "threshold": 0.2, "negate": True},
+        ],
+    }
+    row = store.create_eval_run("default", "edge", spec=spec, n_cells=4 * 37, status="running")
+    rng = random.Random(5)
+    rows = []
+    for prompt in ["p@1", "p@2"]:
+        for model in ["a", "b"]:
+            for i in range(37):
+                kind = i % 7
+                error = "timed out" if kind == 6 else None
+                scores: dict[str, Any] = {}
+                if error is None:
+                    scores = {
+                        "frac": None if kind == 5 else round(rng.random(), 3),
+                        "strict": {"score": rng.choice([0.95, 0.5, 1, True]), "reason": "why"},
+                        "flag": "n/a" if kind == 1 else rng.random() < 0.5,
+                    }
+                    if kind != 3:
+                        scores["toxic"] = rng.random()
+                rows.append(
+                    {
+                        "run_id": row.id, "prompt_ref": prompt, "prompt_version_id": None,
+                        "model": f"openai/{model}", "model_label": model, "row_index": i,
+                        "inputs": None, "expected": None, "output": "x", "error": error,
+                        "scores": scores, "latency_ms": None if kind == 4 else rng.uniform(9, 900),
+                        "input_tokens": 10, "output_tokens": 5 if i else None, "cost": 0.001 * i,
+                        "cached": kind == 2, "trace_id": None,
+                    }
+                )  # fmt: skip
+    store.add_eval_results(rows)
+    store.update_eval_run(row.id, status="done")
+    run = EvalRun.load(row.id, project="default")
+
+    expected = list(run.summary().iter_rows(named=True))
+    got = summary_rows(run)
+    assert [(c["prompt"], c["model"]) for c in got] == [
+        ("p@2", "b"), ("p@2", "a"), ("p@1", "b"), ("p@1", "a"),
+    ]  # fmt: skip
+    assert [(c["prompt"], c["model"]) for c in expected] == [(c["prompt"], c["model"]) for c in got]
+    for sql, frame in zip(got, expected, strict=True):
+        assert sql.keys() == frame.keys()
+        for key, value in frame.items():
+            if value is None or isinstance(value, str):
+                assert sql[key] == value, key
+            else:  # sums may differ in the last bits (the order of additions)
+                assert sql[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    some = got[0]
+    assert 0 < some["pass_rate"] < 1 and some["errors"] == 5 and some["cached"] == 5
+    assert some["cached_latency_p50_ms"] is not None and some["frac"] not in (0.0, 1.0)

@@ -178,10 +178,13 @@ export interface SpanNode {
   children: SpanNode[];
 }
 
+/** One thumbs up/down on a trace, as `views.traces.trace_view` lists it. */
 export interface Feedback {
   score: number;
   comment: string | null;
-  created?: string | number | null;
+  author?: string;
+  span_id?: string | null;
+  created_at?: string | null;
 }
 
 export interface TraceDetail extends TraceSummary {

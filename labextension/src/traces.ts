@@ -55,6 +55,8 @@ export class TracesView extends View {
     this.selected = traceId;
     this.span = null;
     this.notice = null;
+    // The trace shown before must not pass for the linked one while it loads.
+    this.render(h('p', { cls: 'llmops-note llmops-loading' }, ['Loading the trace…']));
     void this.refresh();
   }
 
@@ -222,7 +224,7 @@ function feedbackList(items: Feedback[]): HTMLElement {
         thumb(f.score > 0),
         f.score > 0 ? 'Good' : 'Bad',
         f.comment ? `: ${f.comment}` : '',
-        f.created ? h('span', { cls: 'llmops-item-meta' }, [` · ${when(f.created)}`]) : null
+        f.created_at ? h('span', { cls: 'llmops-item-meta' }, [` · ${when(f.created_at)}`]) : null
       ])
     )
   );

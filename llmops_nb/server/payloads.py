@@ -53,15 +53,3 @@ def trace_summary(t: Any) -> dict[str, Any]:
         "cost": t.cost,
         "notebook_path": t.notebook_path,
     }
-
-
-def prompt_diff(project: str, name: str, old: Any, new: Any) -> str:
-    """Unified diff of two prompt version rows: the prompts service's own diff.
-
-    The one place the sidebar makes a diff, so notebook and sidebar show the same text.
-    """
-    from ..prompting import PromptVersion
-
-    return PromptVersion.from_row(name, project, new).diff(
-        PromptVersion.from_row(name, project, old)
-    )

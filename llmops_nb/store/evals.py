@@ -13,12 +13,13 @@ forever.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
@@ -266,6 +267,147 @@ class EvalQueries(StoreBase):
             yield [tuple(r[1:]) for r in rows]
             if len(rows) < chunk:
                 return
+
+    # --- cell summaries ----------------------------------------------------------------
+
+    def eval_cell_stats(
+        self, run_id: int, pass_at: dict[str, float]
+    ) -> list[dict[str, Any]] | None:
+        """Per prompt x model cell, in the order cells were first stored, computed in SQL so
+        a 100,000-row run never has its scores decoded row by row in Python.
+
+        PASS_AT maps each scorer to the score a row needs to pass it. Per cell: n, errors,
+        the mean of each scorer (a failed call scores 0 on every scorer it has no score
+        for), pass_rate (no error, and every score the row has at its pass mark), linear
+        p50/p95 latency of real calls and p50 of cache hits, token and cost sums, cache
+        hits. These are `EvalRun.summary()`'s rules. None when a scorer name cannot be
+        written as a SQLite JSON path (it contains a double quote or a backslash).
+        """
+        names = list(pass_at)
+        if self.is_sqlite and any('"' in n or "\\" in n for n in names):
+            return None
+        params: dict[str, Any] = {"run": run_id}
+        values, passes = [], []
+        for i, name in enumerate(names):
+            if self.is_sqlite:
+                params[f"k{i}"], params[f"ks{i}"] = f'$."{name}"', f'$."{name}".score'
+            else:
+                params[f"k{i}"] = name
+            params[f"t{i}"] = pass_at[name] - 1e-12  # the comparison EvalRun makes
+            values.append(f"{self._score_sql(i)} AS s{i}")
+            passes.append(f"(NOT {self._has_score_sql(i)} OR COALESCE(s{i} >= :t{i}, FALSE))")
+        rows_sql = (
+            "SELECT id, prompt_ref, model_label, error, input_tokens, output_tokens, cost, "
+            "CASE WHEN COALESCE(cached, FALSE) THEN 1 ELSE 0 END AS hit, scores"
+            f"{''.join(', ' + v for v in values)} FROM eval_result WHERE run_id = :run"
+        )
+        passed = " AND ".join(["error IS NULL", *passes])
+        means = "".join(f", AVG(s{i}) AS s{i}" for i in range(len(names)))
+        cells_sql = (
+            f"WITH r AS ({rows_sql}) SELECT prompt_ref, model_label, MIN(id), COUNT(*), "
+            f"COUNT(error), AVG(CASE WHEN {passed} THEN 1.0 ELSE 0.0 END), "
+            "SUM(input_tokens), SUM(output_tokens), SUM(cost), SUM(hit)"
+            f"{means} FROM r GROUP BY prompt_ref, model_label ORDER BY MIN(id)"
+        )
+        with self.session() as s:
+            conn = s.connection()
+            cells = conn.execute(text(cells_sql), params).all()
+            latencies = conn.execute(text(_QUANTILE_ROWS_SQL), {"run": run_id}).all()
+        points: dict[tuple[str, str, int], tuple[int, dict[int, float]]] = {}
+        for prompt, model, hit, count, index, latency in latencies:
+            points.setdefault((prompt, model, int(hit)), (int(count), {}))[1][int(index)] = latency
+        out = []
+        for row in cells:
+            prompt, model, _first, n, errors, pass_rate, tok_in, tok_out, cost, hits = row[:10]
+            real, cached = points.get((prompt, model, 0)), points.get((prompt, model, 1))
+            out.append(
+                {
+                    "prompt": prompt,
+                    "model": model,
+                    "n": int(n),
+                    "errors": int(errors),
+                    **{name: _float(v) for name, v in zip(names, row[10:], strict=True)},
+                    "pass_rate": _float(pass_rate),
+                    "latency_p50_ms": _quantile(real, 0.5),
+                    "latency_p95_ms": _quantile(real, 0.95),
+                    "cached_latency_p50_ms": _quantile(cached, 0.5),
+                    "input_tokens": int(tok_in or 0),
+                    "output_tokens": int(tok_out or 0),
+                    "cost": float(cost or 0.0),
+                    "cached": int(hits or 0),
+                }
+            )
+        return out
+
+    def _score_sql(self, i: int) -> str:
+        """The row's value of scorer I as a float, `_score_value`'s rules: true/false are
+        1/0, a number is itself, {"score": x} is x; a missing score of a failed call is 0."""
+        if self.is_sqlite:
+            return (
+                f"CASE json_type(scores, :k{i}) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 "
+                f"WHEN 'integer' THEN CAST(json_extract(scores, :k{i}) AS REAL) "
+                f"WHEN 'real' THEN json_extract(scores, :k{i}) "
+                f"WHEN 'object' THEN CASE json_type(scores, :ks{i}) "
+                f"WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 "
+                f"WHEN 'integer' THEN CAST(json_extract(scores, :ks{i}) AS REAL) "
+                f"WHEN 'real' THEN json_extract(scores, :ks{i}) END "
+                f"ELSE CASE WHEN json_type(scores, :k{i}) IS NULL AND error IS NOT NULL "
+                "THEN 0.0 END END"
+            )
+        v, sv = f"(scores -> CAST(:k{i} AS text))", f"(scores -> CAST(:k{i} AS text) -> 'score')"
+        return (
+            f"CASE json_typeof({v}) "
+            f"WHEN 'boolean' THEN CASE WHEN ({v}::text)::boolean THEN 1.0::float8 ELSE 0.0 END "
+            f"WHEN 'number' THEN ({v}::text)::float8 "
+            f"WHEN 'object' THEN CASE json_typeof({sv}) "
+            f"WHEN 'boolean' THEN CASE WHEN ({sv}::text)::boolean THEN 1.0::float8 ELSE 0.0 END "
+            f"WHEN 'number' THEN ({sv}::text)::float8 END "
+            f"ELSE CASE WHEN {v} IS NULL AND error IS NOT NULL THEN 0.0::float8 END END"
+        )
+
+    def _has_score_sql(self, i: int) -> str:
+        """Whether the row has a score (even null) for scorer I."""
+        if self.is_sqlite:
+            return f"(json_type(scores, :k{i}) IS NOT NULL)"
+        return f"((scores -> CAST(:k{i} AS text)) IS NOT NULL)"
+
+
+# Latencies at the ranks the p50 and p95 need (floor(q(c-1)) and the next: exact integer
+# arithmetic, which is where the float index floors to), per cell and per kind of call
+# (hit = 1 for cache hits), ranked in SQL.
+_QUANTILE_ROWS_SQL = """
+WITH h AS (
+  SELECT prompt_ref, model_label, latency_ms,
+         CASE WHEN COALESCE(cached, FALSE) THEN 1 ELSE 0 END AS hit
+  FROM eval_result WHERE run_id = :run AND latency_ms IS NOT NULL
+), ranked AS (
+  SELECT prompt_ref, model_label, hit, latency_ms,
+         ROW_NUMBER() OVER (PARTITION BY prompt_ref, model_label, hit ORDER BY latency_ms) - 1
+           AS i,
+         COUNT(*) OVER (PARTITION BY prompt_ref, model_label, hit) AS c
+  FROM h
+)
+SELECT prompt_ref, model_label, hit, c, i, latency_ms FROM ranked
+WHERE i IN ((c - 1) / 2, (c - 1) / 2 + 1, (19 * (c - 1)) / 20, (19 * (c - 1)) / 20 + 1)
+"""
+
+
+def _quantile(points: tuple[int, dict[int, float]] | None, q: float) -> float | None:
+    """The quantile Q of a ranked sample, interpolated as polars' "linear" does (its float
+    index and arithmetic, so the figure is the same to the last bit)."""
+    if points is None:
+        return None
+    count, at = points
+    index = (count - 1) * q
+    base = math.floor(index)
+    lower = float(at[base])
+    if base == index:
+        return lower
+    return (index - base) * (float(at[base + 1]) - lower) + lower
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 # --- run owners ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The eval run view: what the grid panel, its static HTML, the sidebar and the report show.
 
-Every number comes from `EvalRun.summary()` and `EvalRun.compare()`: nothing is
-recomputed here, so a run reads the same everywhere. Non-finite floats become None
+Every number follows `EvalRun.summary()`'s rules (the cells are aggregated in SQL by
+`Store.eval_cell_stats`, tested to agree with it) and `EvalRun.compare()`, so a run
+reads the same everywhere. Non-finite floats become None
 (JSON has no NaN).
 """
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..evals.run import EvalRun
 
-__all__ = ["ROWS_PAGE", "cell_key", "cell_rows", "eval_view", "number"]
+__all__ = ["ROWS_PAGE", "cell_key", "cell_rows", "eval_view", "number", "summary_rows"]
 
 ROWS_PAGE = 50
 
@@ -65,13 +66,32 @@ def _baseline_name(run: EvalRun) -> str | None:
     return baseline.name if baseline is not None else None
 
 
+def summary_rows(run: EvalRun) -> list[dict[str, Any]]:
+    """`run.summary()`'s rows in the spec's order, aggregated by the store in SQL: a
+    100,000-row run's scores are not decoded row by row in Python."""
+    from ..store import get_store
+
+    rows = get_store().eval_cell_stats(run.id, run.thresholds)
+    if rows is None:  # a scorer name SQLite's JSON paths cannot spell
+        return list(run.summary().iter_rows(named=True))
+    order_p = {p: i for i, p in enumerate(run.prompts)}
+    order_m = {m: i for i, m in enumerate(run.models)}
+    return sorted(
+        rows,
+        key=lambda r: (
+            order_p.get(r["prompt"], len(order_p)),
+            order_m.get(r["model"], len(order_m)),
+        ),
+    )
+
+
 def eval_view(run: EvalRun, *, rows_per_cell: int = 0) -> dict[str, Any]:
     """One eval run as plain JSON-able data: header, thresholds, cells, flags, rows."""
     from ..store import get_store
 
     flags, comparison_error = _flags(run)
     cells = []
-    for row in run.summary().iter_rows(named=True):
+    for row in summary_rows(run):
         prompt, model = row["prompt"], row["model"]
         cells.append(
             {
