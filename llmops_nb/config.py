@@ -159,9 +159,17 @@ def set_project(name: str) -> str:
     (another process) can follow `%llmops project`.
     """
     settings.project = check_name("project", name)
-    if "ipykernel" in sys.modules:
+    if _in_kernel():
         _record_project(name)
     return name
+
+
+def _in_kernel() -> bool:
+    """True only inside a running kernel: a process that merely imported ipykernel
+    (nbclient resolving a kernel spec, a CLI report run) is not one."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def _record_project(name: str) -> None:
