@@ -120,6 +120,12 @@ class LLMOps(Magics):
     concurrency = Int(8, help="Concurrent model calls in an eval grid.").tag(config=True)
     cache = Bool(True, help="Reuse stored responses for identical requests.").tag(config=True)
     display = Bool(True, help="Show panels for prompts, traces and evals.").tag(config=True)
+    otlp_content = Bool(
+        None,
+        allow_none=True,
+        help="Export prompts and replies over OTLP (None: follow "
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         s = config.settings
@@ -129,10 +135,11 @@ class LLMOps(Magics):
             concurrency=s.concurrency,
             cache=s.cache,
             display=s.display,
+            otlp_content=s.otlp_content,
             **kwargs,
         )
 
-    @observe("default_model", "concurrency", "cache", "display")
+    @observe("default_model", "concurrency", "cache", "display", "otlp_content")
     def _sync_setting(self, change: dict[str, Any]) -> None:
         setattr(config.settings, change["name"], change["new"])
 

@@ -291,7 +291,7 @@ def test_bare_litellm_call_is_its_own_trace(litellm: Any, openai_server: OpenAIS
     (llm,) = t.spans
     assert t.name == "chat gpt-4o-mini" and llm.parent_id is None
     assert llm.outputs == {"role": "assistant", "content": "echo: streamed reply"}
-    assert llm.attributes["llmops.stream"] is True
+    assert llm.attributes["gen_ai.request.stream"] is True
     assert t.output_tokens == llm.attributes["gen_ai.usage.output_tokens"] > 0
 
 
@@ -676,3 +676,20 @@ def test_loading_the_extension_does_not_import_tracing(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def test_cache_read_tokens_reach_the_llm_span_from_either_usage_shape() -> None:
+    from types import SimpleNamespace
+
+    from llmops_nb.llm.callback import _response_fields
+
+    openai_shape = {
+        "prompt_tokens": 9,
+        "completion_tokens": 2,
+        "prompt_tokens_details": {"cached_tokens": 6},
+    }
+    anthropic_shape = {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 4}
+    for usage, cached in ((openai_shape, 6), (anthropic_shape, 4), ({"prompt_tokens": 9}, None)):
+        attributes, _ = _response_fields(SimpleNamespace(usage=usage, choices=None))
+        assert attributes["gen_ai.usage.input_tokens"] == 9
+        assert attributes.get("gen_ai.usage.cache_read.input_tokens") == cached

@@ -176,7 +176,7 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
         if value is not None and attributes.get(key) is None:
             attributes[key] = [value] if param == "stop" and isinstance(value, str) else value
     if optional.get("stream") or kwargs.get("stream"):
-        attributes["llmops.stream"] = True
+        attributes["gen_ai.request.stream"] = True
     api_base = params.get("api_base") or kwargs.get("api_base")
     if isinstance(api_base, str) and api_base:
         url = urlparse(api_base)
@@ -277,6 +277,11 @@ def _response_fields(response: Any) -> tuple[dict[str, Any], Any]:
         completion = _get(usage, "completion_tokens", "output_tokens")
         attributes["gen_ai.usage.input_tokens"] = int(prompt or 0)
         attributes["gen_ai.usage.output_tokens"] = int(completion or 0)
+        details = _get(usage, "prompt_tokens_details")
+        cached = _get(details, "cached_tokens") if details is not None else None
+        cached = cached if cached is not None else _get(usage, "cache_read_input_tokens")
+        if cached:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = int(cached)
     choices = getattr(response, "choices", None)
     if choices:
         finish = [str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)]

@@ -298,7 +298,7 @@ def _llm(attrs: dict[str, Any], inputs: Any, outputs: Any, content: bool) -> Non
         if "gen_ai.system" in attrs:
             attrs["gen_ai.system"] = _DEPRECATED_SYSTEM.get(name, name)
         attrs["llm.provider"] = _OI_PROVIDERS.get(name, name)
-    if attrs.pop("llmops.stream", None):
+    if attrs.pop("llmops.stream", None):  # spans stored before the attribute's rename
         attrs["gen_ai.request.stream"] = True
     model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
     if model:
