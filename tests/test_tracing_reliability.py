@@ -69,9 +69,6 @@ def own_pg() -> Iterator[pgserver.PgServer]:
     server.stop()
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 @pytest.mark.slow
 def test_postgres_restart_mid_run_loses_no_span(own_pg: pgserver.PgServer) -> None:
     url = own_pg.create_database("restart")

@@ -90,9 +90,11 @@ class StoreBase:
             def _on_pg_begin(conn: Any) -> None:
                 wait = conn.get_execution_options().get("llmops_wait")
                 if wait is not None:
+                    # the statement timeout a second later, so a lock wait is reported
+                    # (and retried) as a lock, never as a slow statement
                     ms = max(1, int(wait * 1000))
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
-                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms + 1000}")
 
         else:
             path = self.url.split("///", 1)[1] if "///" in self.url else ""
@@ -203,9 +205,9 @@ class StoreBase:
     def session(self, *, wait: float | None = None) -> Session:
         """A read session; objects stay usable after it closes.
 
-        wait: seconds any statement may wait for a lock (and, on PostgreSQL, run) before
-        it fails with StoreBusy, for callers that must not block, such as a cache lookup
-        in front of a model call. Default: LOCK_WAIT_S.
+        wait: seconds any statement may wait for a lock (and, on PostgreSQL, run, plus a
+        second) before it fails with StoreBusy, for callers that must not block, such as
+        a cache lookup in front of a model call. Default: LOCK_WAIT_S.
         """
         bind = self.engine if wait is None else self.engine.execution_options(llmops_wait=wait)
         return Session(bind, expire_on_commit=False)
