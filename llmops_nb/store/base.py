@@ -11,6 +11,7 @@ for a bounded time. Every driver error on a read or a write surfaces as one line
 from __future__ import annotations
 
 import fcntl
+import logging
 import random
 import sqlite3
 import sys
@@ -44,6 +45,19 @@ notebook is never stuck silently."""
 STATEMENT_TIMEOUT_S = 300.0
 """PostgreSQL statement_timeout for the store's sessions: no query runs unbounded."""
 _UNIQUE_RACE_RETRIES = 40
+
+
+class _IgnoredDriverErrors(logging.Filter):
+    """psycopg logs a second error it ignored while cleaning up after a lost connection
+    ("error ignored terminating <psycopg.Pipeline [BAD]>: ..."); the first error is what
+    `write` retries or reports in one line, so the echo is only a raw line on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored")
+
+
+for _name in ("psycopg", "psycopg.transaction"):
+    logging.getLogger(_name).addFilter(_IgnoredDriverErrors())
 
 
 class StoreBase:
