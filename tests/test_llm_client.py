@@ -312,9 +312,6 @@ def _in_thread(fn: Any, limit: float = 30) -> Any:
     return box[0]
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 @pytest.mark.timeout(120)
 def test_a_locked_cache_never_holds_a_model_call(
     store_url: str, fresh_server: OpenAIServer, capsys: pytest.CaptureFixture[str]

@@ -92,9 +92,6 @@ def test_redact_masks_known_values_names_urls_and_bearer_tokens(
     assert not any(redaction.is_secret_name(k) for k in ("max_tokens", "token_ids", "author"))
 
 
-@pytest.mark.xfail(
-    reason="integration failure after the session's merge; open in the issue note", strict=False
-)
 def test_no_key_reaches_the_store_the_dump_or_the_panel(
     store_url: str, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,8 @@
 """The response cache as model calls use it: never a reason for a call to wait or fail.
 
-A lookup that would wait on another connection's lock is a miss; a store that is down
+A lookup that would wait on another connection's lock is a miss, and an entry that
+cannot be written for a lock is skipped (the next identical call fills it), silently:
+contention is not worth a warning. A store that is down
 makes calls go uncached, with one warning line, and is not asked again for
 `RETRY_AFTER` seconds (so an outage costs one connection attempt, not one per call).
 What is stored is redacted first: a reply that echoes a key is kept masked.
@@ -14,6 +16,7 @@ import time
 from typing import Any
 
 from .. import config, redaction
+from ..errors import StoreBusy
 
 __all__ = ["RETRY_AFTER", "lookup", "reset", "store"]
 
@@ -31,14 +34,12 @@ def lookup(key: str | None) -> dict[str, Any] | None:
     if key is None or _skipping():
         return None
     from ..store import get_store
-    from ..store.cache import CacheBusy
 
     try:
         return get_store().cache_get(key)  # type: ignore[no-any-return]
-    except CacheBusy:
-        return None
     except Exception as exc:
-        _store_down(exc)
+        if not _locked(exc):
+            _store_down(exc)
         return None
 
 
@@ -47,14 +48,17 @@ def store(key: str | None, model: str, row: dict[str, Any], trace_id: str | None
     if key is None or _skipping():
         return
     from ..store import get_store
-    from ..store.cache import CacheBusy
 
     try:
         get_store().cache_put(key, model, redaction.redact(row), trace_id=trace_id)
-    except CacheBusy:
-        return  # the next identical call fills it
     except Exception as exc:
-        _store_down(exc)
+        if not _locked(exc):
+            _store_down(exc)
+
+
+def _locked(exc: BaseException) -> bool:
+    """The store answered, but another connection held the lock the cache needed."""
+    return isinstance(exc, StoreBusy) and exc.kind == "lock"
 
 
 def _skipping() -> bool:

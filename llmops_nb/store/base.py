@@ -11,6 +11,7 @@ for a bounded time. Every driver error on a read or a write surfaces as one line
 from __future__ import annotations
 
 import fcntl
+import logging
 import random
 import sqlite3
 import sys
@@ -44,6 +45,19 @@ notebook is never stuck silently."""
 STATEMENT_TIMEOUT_S = 300.0
 """PostgreSQL statement_timeout for the store's sessions: no query runs unbounded."""
 _UNIQUE_RACE_RETRIES = 40
+
+
+class _IgnoredDriverErrors(logging.Filter):
+    """psycopg logs a second error it ignored while cleaning up after a lost connection
+    ("error ignored terminating <psycopg.Pipeline [BAD]>: ..."); the first error is what
+    `write` retries or reports in one line, so the echo is only a raw line on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored")
+
+
+for _name in ("psycopg", "psycopg.transaction"):
+    logging.getLogger(_name).addFilter(_IgnoredDriverErrors())
 
 
 class StoreBase:
@@ -90,9 +104,11 @@ class StoreBase:
             def _on_pg_begin(conn: Any) -> None:
                 wait = conn.get_execution_options().get("llmops_wait")
                 if wait is not None:
+                    # the statement timeout a second later, so a lock wait is reported
+                    # (and retried) as a lock, never as a slow statement
                     ms = max(1, int(wait * 1000))
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
-                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms + 1000}")
 
         else:
             path = self.url.split("///", 1)[1] if "///" in self.url else ""
@@ -203,9 +219,9 @@ class StoreBase:
     def session(self, *, wait: float | None = None) -> Session:
         """A read session; objects stay usable after it closes.
 
-        wait: seconds any statement may wait for a lock (and, on PostgreSQL, run) before
-        it fails with StoreBusy, for callers that must not block, such as a cache lookup
-        in front of a model call. Default: LOCK_WAIT_S.
+        wait: seconds any statement may wait for a lock (and, on PostgreSQL, run, plus a
+        second) before it fails with StoreBusy, for callers that must not block, such as
+        a cache lookup in front of a model call. Default: LOCK_WAIT_S.
         """
         bind = self.engine if wait is None else self.engine.execution_options(llmops_wait=wait)
         return Session(bind, expire_on_commit=False)

@@ -75,14 +75,20 @@ class TraceQueries(StoreBase):
         One transaction: a reader sees a trace's totals and its spans change together.
         `if_absent` is for a batch retried after an error that may have come after its
         commit (a dropped connection): when its first span is already stored, the whole
-        batch is (one transaction), and nothing is written twice.
+        batch is (one transaction), and nothing is written twice. `write`'s own retries
+        check the same way.
         """
         project_ids = {d.project: self.project_id(d.project) for d in deltas}
         span_rows = [_span_values(row) for row in spans]
+        tries = 0
 
         def apply(s: Session) -> None:
+            nonlocal tries
+            tries += 1
             conn = s.connection()
-            if if_absent and span_rows:
+            # `write` runs this again after a lost connection, which may have come after
+            # the commit: from the second try on, the batch may be stored already
+            if (if_absent or tries > 1) and span_rows:
                 stored = conn.execute(
                     sa_select(_span_table.c.id).where(_span_table.c.id == span_rows[0][0])
                 ).first()
