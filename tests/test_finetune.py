@@ -248,6 +248,21 @@ def test_a_crashing_worker_reports_its_error(base: str, tiny_model: Path, tmp_pa
     assert "Traceback" in job.logs()
 
 
+def test_a_stored_dataset_version_trains_and_is_the_lineage(base: str) -> None:
+    stored = lo.dataset("topics", topic_rows(16, seed=8))
+    job = lo.finetune(base, "dataset:topics@1", "topic", "label", name="from-dataset",
+                      max_steps=2, batch_size=4, threads=1)  # fmt: skip
+    assert job.params["dataset_ref"] == "dataset:topics@1" and job.params["n_train"] == 16
+    job.wait(timeout=300)
+    assert job.status == "completed", job.logs(tail=30)
+    assert "16 training rows" in job.logs()  # the worker read the stored version's rows
+    lineage = lo.lineage(job.model)
+    assert lineage.dataset is not None
+    assert (lineage.dataset["name"], lineage.dataset["version"]) == ("topics", 1)
+    assert lo.model("from-dataset").dataset_hash == stored.hash
+    assert lo.datasets()["name"].to_list() == ["topics"]  # no second copy of the rows
+
+
 def test_bad_input_is_one_clear_message_and_writes_no_job(base: str) -> None:
     data = topic_rows(10, seed=5)
     gpu = _has_cuda()
