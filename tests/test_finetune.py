@@ -260,7 +260,9 @@ def test_a_stored_dataset_version_trains_and_is_the_lineage(base: str) -> None:
     assert lineage.dataset is not None
     assert (lineage.dataset["name"], lineage.dataset["version"]) == ("topics", 1)
     assert lo.model("from-dataset").dataset_hash == stored.hash
-    assert lo.datasets()["name"].to_list() == ["topics"]  # no second copy of the rows
+    from llmops_nb.datasets import datasets
+
+    assert datasets()["name"].to_list() == ["topics"]  # no second copy of the rows
 
 
 def test_bad_input_is_one_clear_message_and_writes_no_job(base: str) -> None:
