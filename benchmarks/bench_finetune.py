@@ -2,7 +2,10 @@
 
 Prints steps/s, training tokens/s, peak memory and the job's wall time (process start,
 imports and model load included) for the tiny model, and for local/smollm2 when it is
-installed. Run: .venv/bin/python benchmarks/bench_finetune.py
+installed. On a CUDA GPU with the unsloth extra it also runs Unsloth against peft on the
+same model and data and prints their ratio; elsewhere it says why that part did not run.
+local/smollm2 is read from the shared converted copy (LLMOPS_NB_MODELS_CACHE, the tests'
+default), never converted again. Run: .venv/bin/python benchmarks/bench_finetune.py
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["LLMOPS_NB_HOME"] = tempfile.mkdtemp(prefix="bench-finetune-")
 os.environ.pop("LLMOPS_NB_STORE", None)
+os.environ.setdefault(
+    "LLMOPS_NB_MODELS_CACHE",
+    str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmops_nb" / "models"),
+)
 
 import polars as pl  # noqa: E402
 
@@ -41,11 +48,13 @@ def rows(n: int, seed: int) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def bench(label: str, base: str, batch_size: int, threads: int) -> dict[str, float]:
+def bench(
+    label: str, base: str, batch_size: int, threads: int, backend: str = "peft"
+) -> dict[str, float]:
     started = time.perf_counter()
     job = lo.finetune(
         base, rows(160, 1), "topic", "label", name=f"bench-{label}", max_steps=STEPS,
-        batch_size=batch_size, lr=1e-3, backend="peft", threads=threads,
+        batch_size=batch_size, lr=1e-3, backend=backend, threads=threads,
     )  # fmt: skip
     job.wait(timeout=1800)
     wall = time.perf_counter() - started
@@ -87,6 +96,25 @@ def main() -> None:
         print(f"tiny / smollm2 steps/s: {ratio:.1f}x")
     else:
         print(" smollm2: skipped (local/smollm2 is not installed here)")
+    gpu_versus(f"local/{tiny}")
+
+
+def gpu_versus(base: str) -> None:
+    """Unsloth against peft on the GPU, same model and data: tokens/s and peak memory."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print("GPU: Unsloth vs peft not run: no CUDA GPU on this machine")
+        return
+    if importlib.util.find_spec("unsloth") is None:
+        print("GPU: Unsloth vs peft not run: the unsloth extra is not installed")
+        return
+    peft = bench("gpu-peft", base, batch_size=8, threads=1, backend="peft")
+    fast = bench("gpu-unsloth", base, batch_size=8, threads=1, backend="unsloth")
+    print(
+        f"GPU unsloth / peft: tokens/s {fast['tokens_per_s'] / peft['tokens_per_s']:.2f}x, "
+        f"peak memory {fast['peak_mem_mb'] / peft['peak_mem_mb']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

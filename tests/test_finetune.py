@@ -248,6 +248,23 @@ def test_a_crashing_worker_reports_its_error(base: str, tiny_model: Path, tmp_pa
     assert "Traceback" in job.logs()
 
 
+def test_a_stored_dataset_version_trains_and_is_the_lineage(base: str) -> None:
+    stored = lo.dataset("topics", topic_rows(16, seed=8))
+    job = lo.finetune(base, "dataset:topics@1", "topic", "label", name="from-dataset",
+                      max_steps=2, batch_size=4, threads=1)  # fmt: skip
+    assert job.params["dataset_ref"] == "dataset:topics@1" and job.params["n_train"] == 16
+    job.wait(timeout=300)
+    assert job.status == "completed", job.logs(tail=30)
+    assert "16 training rows" in job.logs()  # the worker read the stored version's rows
+    lineage = lo.lineage(job.model)
+    assert lineage.dataset is not None
+    assert (lineage.dataset["name"], lineage.dataset["version"]) == ("topics", 1)
+    assert lo.model("from-dataset").dataset_hash == stored.hash
+    from llmops_nb.datasets import datasets
+
+    assert datasets()["name"].to_list() == ["topics"]  # no second copy of the rows
+
+
 def test_bad_input_is_one_clear_message_and_writes_no_job(base: str) -> None:
     data = topic_rows(10, seed=5)
     gpu = _has_cuda()
@@ -289,15 +306,25 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def test_unsloth_backend_on_a_gpu(base: str) -> None:
+def _unsloth_missing() -> str:
+    """Why the Unsloth backend cannot run here ("" when it can)."""
     import importlib.util
 
     if not _has_cuda():
-        print("SKIP: no CUDA GPU here, so the Unsloth backend has not run")
-        pytest.skip("no CUDA GPU: the Unsloth backend needs one (it has not run here)")
+        return "no CUDA GPU on this machine: the Unsloth backend needs one, so it has not run here"
     if importlib.util.find_spec("unsloth") is None:
-        pytest.skip("the unsloth extra is not installed (pip install 'llmops_nb[unsloth]')")
+        return "the unsloth extra is not installed (pip install 'llmops_nb[unsloth]' on a GPU)"
+    return ""
+
+
+UNSLOTH_MISSING = _unsloth_missing()
+
+
+@pytest.mark.skipif(bool(UNSLOTH_MISSING), reason=UNSLOTH_MISSING or "Unsloth can run here")
+def test_unsloth_backend_on_a_gpu(base: str) -> None:
     job = lo.finetune(base, topic_rows(64, seed=6), "topic", "label", name="gpu", max_steps=20)
     job.wait(timeout=600)
     assert job.status == "completed", job.logs(tail=30)
     assert job.backend == "unsloth"
+    assert job.metrics.filter(pl.col("loss").is_not_null()).height > 0
+    assert lo.model("gpu").backend == "unsloth"

@@ -7,8 +7,6 @@ without reporting is noticed here too: its job is then marked failed.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import time
 from datetime import datetime
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FineTuneError, LLMOpsError
+from .processes import ACTIVE, mark_exited, pid_alive, process, stop_group
 
 if TYPE_CHECKING:
     import polars as pl
@@ -23,13 +22,11 @@ if TYPE_CHECKING:
     from ..store import Store
     from ..store import models as m
 
-__all__ = ["FineTuneJob", "FineTuneTimeout", "mark_exited", "pid_alive"]
+__all__ = ["ACTIVE", "FINISHED", "FineTuneJob", "FineTuneTimeout"]
 
-ACTIVE = ("queued", "running")
 FINISHED = ("completed", "failed", "cancelled")
 # metric columns every frame has, in this order (more follow when the worker reports them)
 METRIC_COLUMNS = ("step", "epoch", "loss", "eval_loss", "lr", "tokens_per_s", "peak_mem_mb")
-_CANCEL_GRACE_S = 10.0
 
 
 class FineTuneTimeout(LLMOpsError, TimeoutError):
@@ -129,9 +126,7 @@ class FineTuneJob:
             return
         if (row.params or {}).get("host") != socket.gethostname() or pid_alive(row.pid):
             return
-        from . import launcher
-
-        if launcher.process(self.id) is not None:  # ours and not yet reaped: the watcher decides
+        if process(self.id) is not None:  # ours and not yet reaped: the watcher decides
             return
         mark_exited(self.id, None, self.store_url)
         self.refresh()
@@ -215,7 +210,7 @@ class FineTuneJob:
         self.refresh()
         pid = self.row.pid
         if pid is not None and (self.row.params or {}).get("host") == socket.gethostname():
-            _stop_group(self.id, pid)
+            stop_group(self.id, pid)
         return self
 
     def export(self, path: str | Path, merge: bool = True) -> Path:
@@ -243,62 +238,3 @@ class FineTuneJob:
             f"FineTuneJob #{self.id} {self.name!r} ({self.row.base} -> {self.model}): "
             f"{self.status}{step}{loss}{error}"
         )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether PID is a live fine-tune worker (not a zombie, not a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.parent.exists():
-        try:
-            return b"llmops_nb.finetuning.worker" in cmdline.read_bytes()
-        except OSError:
-            return False
-    return True
-
-
-def mark_exited(job_id: int, code: int | None, store_url: str) -> None:
-    """The worker of JOB_ID is gone: if the job is still active, it failed; say how."""
-    from ..store import get_store
-
-    if code is None:
-        how = "is gone"
-    elif code < 0:
-        try:
-            how = f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"was killed by signal {-code}"
-    else:
-        how = f"exited with code {code}"
-    get_store(store_url).update_finetune_job(
-        job_id,
-        only_from=ACTIVE,
-        status="failed",
-        error=f"the worker process {how} before the job finished (see job.logs())",
-    )
-
-
-def _stop_group(job_id: int, pid: int) -> None:
-    """SIGTERM the worker's process group, then SIGKILL it if it lingers."""
-    from . import launcher
-
-    ours = launcher.process(job_id) is not None  # then its watcher thread reaps it
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + _CANCEL_GRACE_S
-    while time.monotonic() < deadline:
-        gone = launcher.process(job_id) is None if ours else not pid_alive(pid)
-        if gone:
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ..errors import FineTuneError, LLMOpsError
-from .job import FineTuneJob, mark_exited
+from ..errors import FineTuneError
+from .job import FineTuneJob
+from .processes import start_worker
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,8 +26,6 @@ __all__ = ["finetune", "finetune_job", "finetunes", "resolve_base"]
 
 METHODS = ("lora", "qlora")
 BACKENDS = ("auto", "unsloth", "peft")
-
-_processes: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def finetune(
@@ -159,7 +154,7 @@ def finetune(
         author=config.author(),
     )
     assert row.id is not None
-    _start_worker(row.id, output_dir, store.url, project)
+    start_worker(row.id, output_dir, store.url, project)
     return FineTuneJob(row.id, project=project, store_url=store.url)
 
 
@@ -343,55 +338,3 @@ def _free_name(taken: list[str], stem: str) -> str:
     while candidate in names:
         candidate, n = f"{stem}-ft-{n}", n + 1
     return candidate
-
-
-# --- the worker process ---------------------------------------------------------------------
-
-
-def _start_worker(job_id: int, output_dir: Path, store_url: str, project: str) -> None:
-    """Start the worker in its own session (process group); record its pid; watch it."""
-    from ..store import get_store
-
-    store = get_store()
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "LLMOPS_NB_STORE": store_url,
-            "LLMOPS_NB_HOME": str(config.home()),
-            "LLMOPS_NB_PROJECT": project,
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with open(output_dir / "worker.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "llmops_nb.finetuning.worker", str(job_id)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=output_dir,
-                env=env,
-                start_new_session=True,
-            )
-    except OSError as exc:
-        store.update_finetune_job(
-            job_id, only_from=("queued",), status="failed", error=f"cannot start the worker: {exc}"
-        )
-        raise LLMOpsError(f"cannot start the fine-tune worker: {exc}") from None
-    store.update_finetune_job(job_id, pid=proc.pid)
-    _processes[job_id] = proc
-    threading.Thread(
-        target=_watch, args=(job_id, proc, store.url), name=f"llmops-finetune-{job_id}", daemon=True
-    ).start()
-
-
-def _watch(job_id: int, proc: subprocess.Popen[bytes], store_url: str) -> None:
-    """Wait for the worker (reaping it); if the job is still active then, it died unsaid."""
-    code = proc.wait()
-    _processes.pop(job_id, None)
-    mark_exited(job_id, code, store_url)
-
-
-def process(job_id: int) -> subprocess.Popen[bytes] | None:
-    """The worker this kernel started for JOB_ID, while it runs."""
-    return _processes.get(job_id)

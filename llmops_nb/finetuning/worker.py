@@ -23,8 +23,8 @@ from typing import Any
 
 from ..store import get_store
 from .examples import Conversation, conversations, encode_all, prompt_text
+from .processes import ACTIVE
 
-ACTIVE = ("queued", "running")
 N_SAMPLES = 3
 CANCEL_CHECK_S = 2.0
 UNSLOTH_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
