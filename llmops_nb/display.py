@@ -21,6 +21,7 @@ __all__ = [
     "panel",
     "prompt_panel",
     "register",
+    "show_finetune",
     "trace_panel",
 ]
 
@@ -59,6 +60,25 @@ def finetune_panel(job: Any) -> Any:
     return FineTunePanel(job)
 
 
+def show_finetune(job: Any) -> None:
+    """Display a FineTuneJob's panel under a display id, and update that output when the job
+    finishes, so the notebook's saved copy (and the report) shows the end, not "queued"."""
+    from IPython.display import display
+
+    if not config.settings.display:
+        display({"text/plain": repr(job)}, raw=True)
+        return
+    live = finetune_panel(job)
+    data, meta = live._repr_mimebundle_()
+    handle = display(data, metadata=meta, raw=True, display_id=True)
+
+    def refresh() -> None:
+        latest, latest_meta = live._repr_mimebundle_()
+        handle.update(latest, metadata=latest_meta, raw=True)
+
+    live.when_finished(refresh)
+
+
 # (module, class) -> the function that makes its panel. The module is where the class is
 # defined (its __module__), which is what IPython matches on.
 PANELS: dict[tuple[str, str], Callable[[Any], Any]] = {
@@ -67,6 +87,10 @@ PANELS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("llmops_nb.tracing.records", "Trace"): trace_panel,
     ("llmops_nb.finetuning.job", "FineTuneJob"): finetune_panel,
 }
+
+
+# A job's panel changes after the cell ends: it is displayed with an id and updated at the end.
+FINETUNE_JOB = ("llmops_nb.finetuning.job", "FineTuneJob")
 
 
 def panel(obj: Any) -> Any:
@@ -103,5 +127,9 @@ def register(ipython: Any = None) -> bool:
             return False
     formatter = ipython.display_formatter.mimebundle_formatter
     for (module, name), make in PANELS.items():
-        formatter.for_type_by_name(module, name, _formatter(make))
+        if (module, name) != FINETUNE_JOB:
+            formatter.for_type_by_name(module, name, _formatter(make))
+    ipython.display_formatter.ipython_display_formatter.for_type_by_name(
+        *FINETUNE_JOB, show_finetune
+    )
     return True

@@ -61,6 +61,7 @@ def finetune_line_parser() -> MagicArgumentParser:
     p.add_argument("--backend", help="auto, unsloth or peft (default: LLMOps.finetune_backend)")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--max-length", dest="max_length", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads for the worker")
     p.add_argument("--out", help="also bind the FineTuneJob to this variable")
     return p
@@ -323,7 +324,8 @@ class LLMOps(Magics):
     @line_magic
     def finetune(self, line: str) -> Any:
         """%finetune --base B --data VAR --prompt REF --target COL [--name N] [--method M]
-        [--epochs E] [--lr X] [--r R] [--alpha A] [--eval-data VAR] [--max-steps S]"""
+        [--epochs E] [--lr X] [--r R] [--alpha A] [--eval-data VAR] [--max-steps S]
+        [--max-length TOKENS]"""
         args = finetune_line_parser().parse_args(shlex.split(line))
         from .finetuning import finetune
 
@@ -350,6 +352,7 @@ class LLMOps(Magics):
             batch_size=args.batch_size,
             max_steps=args.max_steps,
             threads=args.threads,
+            **({} if args.max_length is None else {"max_length": args.max_length}),
         )
         self.shell.user_ns["_"] = job
         if args.out:

@@ -197,10 +197,11 @@ def test_finetune_magic_launches_and_cancel_stops_the_worker(base: str) -> None:
         job = shell.run_line_magic(
             "finetune",
             f"--base {base} --data rows --prompt topic@1 --target label --name to-cancel "
-            "--r 8 --lr 1e-3 --max-steps 100000 --threads 1 --out cancel_me",
+            "--r 8 --lr 1e-3 --max-steps 100000 --max-length 64 --threads 1 --out cancel_me",
         )
         assert shell.user_ns["cancel_me"] is job
         assert (job.params["r"], job.params["lr"], job.params["max_steps"]) == (8, 1e-3, 100000)
+        assert job.params["max_length"] == 64
     finally:
         shell.run_line_magic("unload_ext", "llmops_nb")
     from llmops_nb.widgets.finetune_panel import FineTunePanel

@@ -153,14 +153,11 @@ def test_the_panel_follows_the_job_and_agrees_with_the_sidebar(lab: JupyterLab) 
         assert all(loss > 0 and cancel for _, loss, cancel in running)
         assert min(steps) < STEPS
 
-        # The sidebar's endpoint for the same job: the same status, last step and loss.
-        assert lab.api(f"finetunes/{job_id}")["status"] == "completed"
-        metrics = lab.api(f"finetunes/{job_id}/metrics?limit=10000")["items"]
-        trained = [m for m in metrics if m["loss"] is not None]
-        last = max(trained, key=lambda m: m["step"])
-        assert last["step"] == STEPS
-        assert panel_loss == pytest.approx(last["loss"], rel=1e-3)
-        assert _points(train_line) == len(trained)
+        # The sidebar's endpoint for the same job: the panel's view, with its numbers.
+        view = lab.api(f"finetunes/{job_id}")
+        assert view["status"] == "completed" and view["step"] == view["total_steps"] == STEPS
+        assert panel_loss == pytest.approx(view["loss"], rel=1e-3)
+        assert _points(train_line) == len(view["train"])
 
         # The sidebar's Fine-tunes tab shows the job with that status, loss and curve.
         sidebar = open_sidebar(page)
@@ -173,7 +170,8 @@ def test_the_panel_follows_the_job_and_agrees_with_the_sidebar(lab: JupyterLab) 
         item.click()
         note = sidebar.locator(".llmops-view-finetunes .llmops-note")
         note.wait_for()
-        assert _loss(note.inner_text()) == pytest.approx(last["loss"], abs=1e-4)
+        assert f"step {STEPS}/{STEPS}" in note.inner_text()
+        assert _loss(note.inner_text()) == pytest.approx(view["loss"], abs=1e-4)
         assert _loss(note.inner_text()) == pytest.approx(panel_loss, rel=1e-3)
         assert _points(sidebar.locator("svg.llmops-loss polyline")) == _points(train_line)
         sidebar.screenshot(path=str(shots / "03-sidebar-same-job.png"))
@@ -201,5 +199,7 @@ def test_the_panel_follows_the_job_and_agrees_with_the_sidebar(lab: JupyterLab) 
         text = copy.inner_text()
         assert "fine-tune panel-ft" in text and f"#{job_id}" in text
         assert "Static copy" in text
+        # Saved at the end, not when the cell displayed the queued job.
+        assert "completed" in text and f"step {STEPS}/{STEPS}" in text
         assert "<div" not in text  # rendered HTML, not markup shown as text
         copy.screenshot(path=str(shots / "05-static-copy-after-restart.png"))

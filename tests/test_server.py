@@ -427,7 +427,14 @@ async def test_finetunes_metrics_and_models(jp_fetch: Any, store_url: str) -> No
     assert [(j["name"], j["status"], j["base"]) for j in jobs["items"]] == [
         ("support-ft", "completed", "tiny-llama")
     ]
-    assert (await get(jp_fetch, f"finetunes/{job_id}"))["params"] == {"r": 16}
+    detail = await get(jp_fetch, f"finetunes/{job_id}")
+    # The sidebar's detail is the notebook panel's view of the same job.
+    from llmops_nb.views.finetunes import finetune_view
+
+    assert detail == json.loads(json.dumps(finetune_view(lo.finetune_job(job_id))))
+    assert detail["params"] == {"r": 16} and detail["status"] == "completed"
+    assert detail["step"] == 30 and detail["loss"] == pytest.approx(0.1)
+    assert [point[0] for point in detail["train"]] == list(range(1, 31))
     metrics = await get(jp_fetch, f"finetunes/{job_id}/metrics", limit=1000)
     assert [x["step"] for x in metrics["items"]] == list(range(1, 31))
     assert metrics["items"][-1]["loss"] == pytest.approx(0.1)

@@ -242,7 +242,7 @@ def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     line = sidebar.locator("svg.llmops-loss polyline")
     line.wait_for()
     assert len(line.get_attribute("points").split()) == 40
-    assert "40 steps" in sidebar.locator(".llmops-view-finetunes .llmops-note").inner_text()
+    assert "step 40" in sidebar.locator(".llmops-view-finetunes .llmops-note").inner_text()
     sidebar.screenshot(path=str(ARTIFACTS / "07-sidebar-loss-curve.png"))
 
 

@@ -213,11 +213,23 @@ export interface FinetuneJob {
   finished_at: string | null;
 }
 
-export interface Metric {
-  step: number;
-  epoch: number | null;
+/** One job as `views.finetunes.finetune_view`: what the notebook's panel shows. */
+export interface FinetuneView {
+  id: number;
+  name: string;
+  status: string;
+  base: string;
+  method: string;
+  backend: string;
+  model: string;
+  error: string | null;
+  step: number | null;
+  total_steps: number | null;
   loss: number | null;
-  lr: number | null;
+  eval_loss: number | null;
+  train: [number, number][];
+  eval: [number, number][];
+  params: Record<string, unknown>;
 }
 
 export interface RegisteredModel {
@@ -337,10 +349,8 @@ export const api = {
 
   finetunes: (project: string, page: Paging = {}): Promise<Page<FinetuneJob>> =>
     requestAPI(withQuery('finetunes', { project, ...page })),
-  finetune: (jobId: number): Promise<FinetuneJob> =>
+  finetune: (jobId: number): Promise<FinetuneView> =>
     requestAPI(`finetunes/${jobId}`),
-  metrics: (jobId: number): Promise<Page<Metric>> =>
-    requestAPI(withQuery(`finetunes/${jobId}/metrics`, { limit: 10000 })),
   models: (project: string, page: Paging = {}): Promise<Page<RegisteredModel>> =>
     requestAPI(withQuery('models', { project, ...page }))
 };

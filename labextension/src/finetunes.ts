@@ -1,5 +1,5 @@
 /** Fine-tunes tab: jobs and registered models, then one job's status and loss curve. */
-import { api, FinetuneJob, Metric, RegisteredModel } from './api';
+import { api, FinetuneJob, FinetuneView, RegisteredModel } from './api';
 import { asText, badge, field, h, pager, svg, when } from './dom';
 import { View } from './view';
 
@@ -32,11 +32,7 @@ export class FinetunesView extends View {
       );
       return;
     }
-    const [job, metrics] = await Promise.all([
-      api.finetune(this.selected),
-      api.metrics(this.selected)
-    ]);
-    this.render(this.detail(job, metrics.items));
+    this.render(this.detail(await api.finetune(this.selected)));
   }
 
   private list(jobs: FinetuneJob[]): HTMLElement {
@@ -86,8 +82,8 @@ export class FinetunesView extends View {
     ]);
   }
 
-  private detail(job: FinetuneJob, metrics: Metric[]): HTMLElement {
-    const last = [...metrics].reverse().find(m => m.loss !== null);
+  private detail(job: FinetuneView): HTMLElement {
+    const step = job.step === null ? 'no step yet' : `step ${job.step}` + (job.total_steps ? `/${job.total_steps}` : '');
     return h('div', { cls: 'llmops-detail' }, [
       this.back('Fine-tunes', () => {
         this.selected = null;
@@ -95,20 +91,20 @@ export class FinetunesView extends View {
       }),
       h('h3', {}, [job.name, ' ', badge(job.status)]),
       h('p', { cls: 'llmops-note' }, [
-        `${job.base} · ${job.method} · ${job.backend} · ${metrics.length} steps` +
-          (last ? ` · loss ${last.loss!.toFixed(4)}` : '')
+        `${job.base} · ${job.method} · ${job.backend} · ${step}` +
+          (job.loss !== null ? ` · loss ${job.loss.toFixed(4)}` : '')
       ]),
       job.error ? field('error', job.error) : h('div'),
       h('h4', {}, ['Loss']),
-      lossCurve(metrics),
+      lossCurve(job.train),
       field('parameters', asText(job.params))
     ]);
   }
 }
 
-/** An SVG line of loss by step, scaled to the box, with min/max labels. */
-function lossCurve(metrics: Metric[]): Element {
-  const points = metrics.filter(m => m.loss !== null && isFinite(m.loss)) as (Metric & { loss: number })[];
+/** An SVG line of loss by step (the view's thinned [step, loss] points), with min/max labels. */
+function lossCurve(train: [number, number][]): Element {
+  const points = train.map(([step, loss]) => ({ step, loss })).filter(p => isFinite(p.loss));
   if (points.length === 0) {
     return h('p', { cls: 'llmops-empty' }, ['No loss reported yet.']);
   }

@@ -458,12 +458,24 @@ class FinetunesHandler(BaseHandler):
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
+def _finetune_view(job_id: int) -> dict[str, Any]:
+    """The job as `views.finetunes.finetune_view`: what the notebook's panel shows."""
+    from ..finetuning.job import FineTuneJob
+    from ..views.finetunes import finetune_view
+
+    store = get_store()
+    row = store.finetune_job(job_id)
+    project = store.project_name(row.project_id)
+    return finetune_view(FineTuneJob(job_id, project=project, row=row, store_url=store.url))
+
+
 class FinetuneHandler(BaseHandler):
+    """One job as its panel's view: status, step of total, losses, thinned curves, samples."""
+
     @tornado.web.authenticated
     @api
     async def get(self, job_id: str) -> None:
-        job = await self.query(get_store().finetune_job, _int_id("fine-tune job", job_id))
-        self.reply(p.row(job))
+        self.reply(await self.query(_finetune_view, _int_id("fine-tune job", job_id)))
 
 
 class FinetuneMetricsHandler(BaseHandler):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -39,6 +40,8 @@ class FineTunePanel(anywidget.AnyWidget):
         super().__init__(view=finetune_view(job), **kwargs)
         self._job = job
         self._stop = threading.Event()
+        self._finished_lock = threading.Lock()
+        self._on_finish: Callable[[], None] | None = None
         self.on_msg(self._on_message)
         self._poller: threading.Thread | None = None
         if self.view.get("active"):
@@ -58,7 +61,22 @@ class FineTunePanel(anywidget.AnyWidget):
             if view != self.view:
                 self.view = view
             if not view.get("active"):
+                self._finished()
                 return
+
+    def when_finished(self, callback: Callable[[], None]) -> None:
+        """Call CALLBACK once, when the job has finished (at once if it already has): the
+        notebook refreshes the output's saved copy, which was made while the job queued."""
+        with self._finished_lock:
+            self._on_finish = callback
+        if not self.view.get("active") or self._poller is None or not self._poller.is_alive():
+            self._finished()
+
+    def _finished(self) -> None:
+        with self._finished_lock:
+            callback, self._on_finish = self._on_finish, None
+        if callback is not None:
+            callback()
 
     def stop(self) -> None:
         """Stop following the job (the panel keeps its last state)."""
