@@ -374,15 +374,8 @@ def complete(
         if found is not None:
             return _cached_completion(call, found)
     litellm = litellm_for(call)
-    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    while True:
-        kwargs = call.next_attempt()
-        try:
-            response = run_within(functools.partial(litellm.completion, **kwargs), call.budget)
-            break
-        except Exception as exc:
-            time.sleep(call.after_failure(litellm, exc))
+    response = send_attempts(call, litellm, litellm.completion)
     result = call.completion(litellm, response)
     if call.use_cache:
         response_cache.store(call.key, call.model, _cache_row(result), result.trace_id)
@@ -412,22 +405,37 @@ async def acomplete(
         if found is not None:
             return _cached_completion(call, found)
     litellm = litellm_for(call)
-    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    while True:
-        kwargs = call.next_attempt()
-        try:
-            attempt = functools.partial(litellm.acompletion, **kwargs)
-            response = await await_within(attempt, call.budget)
-            break
-        except Exception as exc:
-            await asyncio.sleep(call.after_failure(litellm, exc))
+    response = await asend_attempts(call, litellm, litellm.acompletion)
     result = call.completion(litellm, response)
     if call.use_cache:
         await asyncio.to_thread(
             response_cache.store, call.key, call.model, _cache_row(result), result.trace_id
         )
     return result
+
+
+def send_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
+    """The one retry loop: `send(**kwargs)` (litellm.completion, litellm.embedding) once
+    per attempt, each bounded by its budget, until one succeeds or `after_failure` raises."""
+    health.check(call.model, call.api_base)
+    while True:
+        kwargs = call.next_attempt()
+        try:
+            return run_within(functools.partial(send, **kwargs), call.budget)
+        except Exception as exc:
+            time.sleep(call.after_failure(litellm, exc))
+
+
+async def asend_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
+    """`send_attempts` for an async SEND (litellm.acompletion, litellm.aembedding)."""
+    health.check(call.model, call.api_base)
+    while True:
+        kwargs = call.next_attempt()
+        try:
+            return await await_within(functools.partial(send, **kwargs), call.budget)
+        except Exception as exc:
+            await asyncio.sleep(call.after_failure(litellm, exc))
 
 
 # --- litellm, providers and errors ---------------------------------------------------------
