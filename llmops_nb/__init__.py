@@ -42,6 +42,10 @@ _EXPORTS: dict[str, str] = {
     "scorer": "llmops_nb.evals",
     "EvalRun": "llmops_nb.evals",
     "dataset": "llmops_nb.datasets",
+    # retrieval
+    "chunk": "llmops_nb.chunking",
+    "index": "llmops_nb.retrieval",
+    "indexes": "llmops_nb.retrieval",
     # the model registry
     "ModelVersion": "llmops_nb.registry",
     "models": "llmops_nb.registry",
@@ -79,6 +83,8 @@ if TYPE_CHECKING:
         set_alias,
     )
     from .registry import ModelVersion, lineage, model, models
+    from .retrieval import index, indexes
+    from .chunking import chunk
     from .reporting import report
     from .tracing import get_trace, last_trace, span, trace, traces
 
