@@ -10,7 +10,7 @@ from typing import Any
 from .load import parse_spec
 from .run import EvalRun
 from .scorers import Score, ScorerError, UnknownScorer, scorer
-from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs
+from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs, target_specs
 
 __all__ = [
     "EvalRun",
@@ -26,7 +26,7 @@ __all__ = [
 
 
 def evaluate(
-    prompts: list[Any],
+    prompts: list[Any] | None = None,
     models: list[Any] | None = None,
     data: Any = None,
     scorers: list[Any] | None = None,
@@ -40,6 +40,7 @@ def evaluate(
     timeout: float | None = None,
     retries: int | None = None,
     project: str | None = None,
+    targets: list[Any] | None = None,
 ) -> EvalRun:
     """Run the grid prompts x models x data rows and score every output.
 
@@ -47,13 +48,16 @@ def evaluate(
     models: litellm ids or {model, label, api_base, api_key, parameters} maps.
     data: a polars/pandas frame, list of dicts, .csv/.jsonl/.parquet path or
     'dataset:NAME@V'. scorers: names, {name: {args}} maps or @lo.scorer functions.
+    targets: Python callables (a traced RAG pipeline), called with each row's columns,
+    run beside prompts x models.
     baseline: 'latest', a run id or an EvalRun, compared in the panel and `compare()`.
     resume=True finishes the latest run called NAME instead of starting a new one.
     """
     if data is None:
         raise EvalSpecError("lo.evaluate needs data=: a DataFrame, a path or 'dataset:NAME@V'")
     spec = EvalSpec(
-        prompts=prompt_specs(list(prompts) if isinstance(prompts, list | tuple) else [prompts]),
+        prompts=prompt_specs(_listed(prompts)),
+        targets=target_specs(_listed(targets)),
         models=model_specs(list(models or [])),
         data=data,
         scorers=scorer_specs(list(scorers or [])),
@@ -66,6 +70,12 @@ def evaluate(
         source="python",
     )
     return run_spec(spec, resume=resume, progress=progress, project=project)
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def run_spec(

@@ -608,3 +608,10 @@ def _check_pattern(scorer_name: str, pattern: Any) -> None:
         _regex(pattern)
     except re.error as exc:
         raise ScorerError(f"scorer {scorer_name!r}: invalid regex {pattern!r}: {exc}") from None
+
+
+# the retrieval scorers (recall_at_k, precision_at_k, mrr, ndcg, context_relevance,
+# faithfulness) live in their own module
+from .retrieval_scorers import RETRIEVAL_SCORERS  # noqa: E402
+
+BUILTINS.update(RETRIEVAL_SCORERS)
