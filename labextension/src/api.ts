@@ -196,6 +196,20 @@ export interface TraceFilters extends Paging {
   until?: string;
 }
 
+export interface VectorIndex {
+  name: string;
+  version: number;
+  n_items: number;
+  embed_model: string;
+  dim: number;
+  space: string;
+  m: number;
+  ef: number;
+  versions: number;
+  author: string;
+  created_at: string;
+}
+
 export interface FinetuneJob {
   id: number;
   name: string;
@@ -339,6 +353,8 @@ export const api = {
   metrics: (jobId: number): Promise<Page<Metric>> =>
     requestAPI(withQuery(`finetunes/${jobId}/metrics`, { limit: 10000 })),
   models: (project: string, page: Paging = {}): Promise<Page<RegisteredModel>> =>
-    requestAPI(withQuery('models', { project, ...page }))
+    requestAPI(withQuery('models', { project, ...page })),
+  indexes: (project: string, page: Paging = {}): Promise<Page<VectorIndex>> =>
+    requestAPI(withQuery('indexes', { project, ...page }))
 };
 
