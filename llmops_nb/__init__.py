@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
     from .errors import LLMOpsError
@@ -83,9 +84,8 @@ if TYPE_CHECKING:
         set_alias,
     )
     from .registry import ModelVersion, lineage, model, models
-    from .retrieval import index, indexes
-    from .chunking import chunk
     from .reporting import report
+    from .retrieval import index, indexes
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

@@ -151,7 +151,8 @@ class Index:
 
     def describe(self) -> str:
         status = "created" if self.created else "unchanged"
-        return f"{status}: index {self.name} v{self.version} ({len(self)} items, {self.embed_model})"
+        size = f"{len(self)} items, {self.embed_model}"
+        return f"{status}: index {self.name} v{self.version} ({size})"
 
     def __repr__(self) -> str:
         return (
@@ -607,9 +608,7 @@ def _normalise(
         counts[item_id] = counts.get(item_id, 0) + 1
     repeated = next((i for i, n in counts.items() if n > 1), None)
     if repeated is not None:
-        raise RetrievalError(
-            f"ids must be unique: {repeated!r} appears {counts[repeated]} times"
-        )
+        raise RetrievalError(f"ids must be unique: {repeated!r} appears {counts[repeated]} times")
     metadata = frame_meta if metadata is None else metadata
     if metadata is None:
         metadata = [{} for _ in texts]

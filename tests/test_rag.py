@@ -135,7 +135,8 @@ def test_a_target_runs_beside_prompts_traced_and_scored(rag: Any) -> None:
     assert by_kind["embedding"][0].parent_id == retriever.id
     assert root.inputs == {"question": DATA["question"][0]}
     assert root.outputs == target["output"][0]
-    assert [h["id"] for h in retriever.outputs] == [h.id for h in idx.search(DATA["question"][0], k=2)]
+    expected = [h.id for h in idx.search(DATA["question"][0], k=2)]
+    assert [h["id"] for h in retriever.outputs] == expected
     assert trace.input_tokens == target["input_tokens"][0]
     assert KEY not in json.dumps(run.spec)
 
@@ -192,7 +193,7 @@ def test_bad_targets_and_labels_are_one_clear_error_before_any_write(rag: Any) -
     cases = [
         ("targets: [missing]\ndata: df", "no function 'missing' in the notebook"),
         ("targets: [three]\ndata: df", "target 'three' is a int, not a function"),
-        ("targets: [needs_topic]\ndata: df", "takes the argument 'topic', but the data has no column"),
+        ("targets: [needs_topic]\ndata: df", "takes the argument 'topic', but the data has no"),
         ("targets: [answer]\ndata: df\nscorers: [recall_at_k]",
          "argument 'relevant_ids' uses {{relevant_ids}}, but the data has no column"),
     ]  # fmt: skip

@@ -31,8 +31,7 @@ META = [{"source": "account.md"}, {"source": "about.md"}, {"source": "billing.md
 def _rows(name: str) -> list[tuple[int, str, int, str]]:
     with get_store().engine.connect() as conn:
         return conn.exec_driver_sql(
-            "SELECT version, hash, n_items, path FROM vector_index WHERE name = ? "
-            "ORDER BY version",
+            "SELECT version, hash, n_items, path FROM vector_index WHERE name = ? ORDER BY version",
             (name,),
         ).fetchall()
 
@@ -86,9 +85,8 @@ def test_versions_by_content_add_and_delete(llmops_home: Path) -> None:
     assert [r[0] for r in _rows("docs")] == [1, 2, 3]
 
     listing = lo.indexes()
-    assert listing.select("name", "version", "n_items", "embed_model", "dim", "versions").rows() == [
-        ("docs", 3, 4, "local/minilm", 384, 3)
-    ]
+    columns = ("name", "version", "n_items", "embed_model", "dim", "versions")
+    assert listing.select(columns).rows() == [("docs", 3, 4, "local/minilm", 384, 3)]
 
 
 _SECOND_PROCESS = """
@@ -202,7 +200,7 @@ def test_unknown_and_dropped_versions(llmops_home: Path) -> None:
     with pytest.raises(IndexNotFound, match="unknown index 'docs'.*no indexes yet"):
         lo.index("docs@1")
     idx = lo.index("docs", DOCS)
-    with pytest.raises(IndexNotFound, match=r"index 'docs' has no version 7 \(the latest is docs@1\)"):
+    with pytest.raises(IndexNotFound, match=r"'docs' has no version 7 \(the latest is docs@1\)"):
         lo.index("docs@7")
     with pytest.raises(RetrievalError, match="names a version"):
         lo.index("docs@1", DOCS)

@@ -239,9 +239,7 @@ async def _faithfulness(output: str, a: dict[str, Any], ctx: ScoreContext) -> Sc
     except LLMOpsError as exc:
         return Score(None, f"embedding call failed: {str(exc)[:200]}")
     claim_vecs, context_vecs = vectors[: len(claims)], vectors[len(claims) :]
-    best = [
-        max(max(0.0, float(c @ p) / _norms(c, p)) for p in context_vecs) for c in claim_vecs
-    ]
+    best = [max(max(0.0, float(c @ p) / _norms(c, p)) for p in context_vecs) for c in claim_vecs]
     weakest = min(range(len(best)), key=best.__getitem__)
     return Score(
         sum(best) / len(best),

@@ -206,8 +206,7 @@ def from_mapping(
 def _hint(key: str) -> str:
     if key == "prompts":
         return (
-            " (or 'targets'), e.g. prompts: [support_reply@1, support_reply@2] or "
-            "targets: [answer]"
+            " (or 'targets'), e.g. prompts: [support_reply@1, support_reply@2] or targets: [answer]"
         )
     return ": a DataFrame variable, a .csv/.jsonl/.parquet path, or dataset:NAME@VERSION"
 
