@@ -17,6 +17,7 @@ pipeline's retrievals are also collected in process for the eval runner
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
 import os
@@ -113,6 +114,11 @@ class _Items:
 
     def position(self) -> dict[str, int]:
         return {item_id: i for i, item_id in enumerate(self.ids)}
+
+    @functools.cached_property
+    def row_of_label(self) -> dict[int, int]:
+        """hnswlib label -> row, built once per loaded version (not per search)."""
+        return {label: i for i, label in enumerate(self.labels)}
 
 
 _loaded: dict[str, tuple[Any, _Items]] = {}  # folder -> (hnswlib index, items), per process
@@ -235,7 +241,7 @@ class Index:
         k = min(k, len(items.ids) if rows is None else rows.size)
         if rows is not None and rows.size <= max(EXACT_BELOW, 10 * k):
             return self._exact(items, rows, vector, k)
-        position = {label: i for i, label in enumerate(items.labels)}
+        position = items.row_of_label
         allowed = None if rows is None else {items.labels[int(r)] for r in rows}
         graph.set_ef(max(ef, k))
         try:

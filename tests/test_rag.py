@@ -13,6 +13,7 @@ import pytest
 
 import llmops_nb as lo
 from llmops_nb.evals import EvalSpecError, ScorerError, run_cell
+from llmops_nb.evals.retrieval_scorers import contexts_from_trace
 from llmops_nb.store import get_store
 from llmops_nb.testing import serve
 
@@ -138,6 +139,8 @@ def test_a_target_runs_beside_prompts_traced_and_scored(rag: Any) -> None:
     expected = [h.id for h in idx.search(DATA["question"][0], k=2)]
     assert [h["id"] for h in retriever.outputs] == expected
     assert trace.input_tokens == target["input_tokens"][0]
+    # the same contexts read back from the stored trace
+    assert [h["text"] for h in contexts_from_trace(trace)] == [DOCS[int(i)] for i in expected]
     assert KEY not in json.dumps(run.spec)
 
 
