@@ -65,8 +65,9 @@ def bench_index(latent: int) -> None:
     graph, _ = idx._load()
     after = rss_mb()
     files_mb = sum(p.stat().st_size for p in idx.path.iterdir()) / 2**20
+    settings = f"M={idx.M}, ef_construction={idx.ef_construction}"
     print(f"index {N:,} x {DIM} (intrinsic dimension {latent}): built in {build_s:.1f} s "
-          f"(M={idx.M}, ef_construction={idx.ef_construction}), {N / build_s:,.0f} vectors/s")  # fmt: skip
+          f"({settings}), {N / build_s:,.0f} vectors/s")  # fmt: skip
     print(f"  memory: +{after - before:,.0f} MB resident, files {files_mb:,.0f} MB "
           f"(raw vectors {data.nbytes / 2**20:,.0f} MB)")  # fmt: skip
 
