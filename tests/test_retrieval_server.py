@@ -39,3 +39,9 @@ async def test_indexes_are_listed_with_size_model_and_version(jp_fetch: Any) -> 
     assert [r["name"] for r in paged["items"]] == ["faq"] and paged["total"] == 2
     bad = await error(jp_fetch, "indexes", params={"limit": "0"})
     assert bad.code == 400
+
+
+async def test_the_index_list_needs_jupyters_authentication(jp_fetch: Any) -> None:
+    for token in ("", "token wrong"):
+        response = await error(jp_fetch, "indexes", headers={"Authorization": token})
+        assert response.code == 403
