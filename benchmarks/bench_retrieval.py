@@ -45,7 +45,7 @@ def corpus(latent: int) -> tuple[np.ndarray, np.ndarray]:
     centers = rng.normal(size=(2000, latent)).astype(np.float32)
     points = centers[rng.integers(0, 2000, N)] + 0.6 * rng.normal(size=(N, latent))
     data = (points.astype(np.float32) @ mix) + 0.05 * rng.normal(size=(N, DIM)).astype(np.float32)
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
     picks = data[rng.integers(0, N, QUERIES)]
     queries = picks + 0.1 * rng.normal(size=(QUERIES, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ DEFAULT_EF_CONSTRUCTION = 200  # build breadth: recall vs build time
 DEFAULT_EF = 64  # search breadth (raised to k when k is larger): recall vs latency
 EMBED_BATCH = 256  # texts per embedding request to a litellm model
 EXACT_BELOW = 4096  # a filter leaving fewer candidates is answered exactly, by numpy
+FILES_CHECK_S = 1.0  # how often a search checks that its version's files still exist
 
 
 class RetrievalError(LLMOpsError, ValueError):
@@ -133,6 +135,8 @@ class Index:
         self.project = project
         self.ef = int(ef or row.ef)
         self.created = created
+        self._checked = 0.0  # when the files were last seen (monotonic seconds)
+        self._path = config.home() / row.path
 
     name = property(lambda self: str(self._row.name))
     version = property(lambda self: int(self._row.version))
@@ -150,7 +154,8 @@ class Index:
 
     @property
     def path(self) -> Path:
-        return config.home() / self._row.path
+        """The version's folder (under LLMOPS_NB_HOME as it was when the handle was made)."""
+        return self._path
 
     def __len__(self) -> int:
         return int(self._row.n_items)
@@ -205,11 +210,12 @@ class Index:
             graph, items = self._load()
             vector = self._query_vector(query)
             hits = self._nearest(graph, items, vector, k, filter, ef or self.ef)
-            sp.set_outputs([h.as_dict() for h in hits])
+            recorded = [h.as_dict() for h in hits]
+            sp.set_outputs(recorded)
             sp.set_attribute("llmops.retrieval.hits", len(hits))
         found = _collector.get()
         if found is not None:
-            found.append({"index": self.ref, "query": label, "hits": [h.as_dict() for h in hits]})
+            found.append({"index": self.ref, "query": label, "hits": recorded})
         return hits
 
     def _query_vector(self, query: Any) -> np.ndarray:
@@ -359,6 +365,7 @@ class Index:
             ef_construction=self.ef_construction, ef=self.ef, parent_id=self._row.id,
         )  # fmt: skip
         self._row, self.created = row, created
+        self._path, self._checked = config.home() / row.path, 0.0
 
     # --- files and embeddings ----------------------------------------------------------
 
@@ -384,14 +391,16 @@ class Index:
         return matrix
 
     def _load(self) -> tuple[Any, _Items]:
-        """The graph and items, loaded once per process; a stat per call notices a
-        version dropped by another kernel (its files are gone)."""
+        """The graph and items, loaded once per process. A version dropped by another
+        kernel is noticed within FILES_CHECK_S: its files are gone."""
         key = str(self.path)
-        if not (self.path / "index.bin").exists():
+        now = time.monotonic()
+        if now - self._checked > FILES_CHECK_S and not (self.path / "index.bin").exists():
             raise IndexNotFound(
                 f"the files of index {self.ref} are not at {self.path}: it was dropped, or "
                 "this machine's LLMOPS_NB_HOME is not the one that built it"
             )
+        self._checked = now
         with _load_lock:
             found = _loaded.get(key)
         if found is not None:
