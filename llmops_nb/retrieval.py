@@ -17,8 +17,6 @@ pipeline's retrievals are also collected in process for the eval runner
 from __future__ import annotations
 
 import contextvars
-import functools
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config, tracing
-from .errors import LLMOpsError, NotFound
+from .errors import NotFound
+from .retrieval_items import (
+    Items,
+    RetrievalError,
+    content_hash,
+    describe_filter,
+    empty,
+    filter_fn,
+    given_vectors,
+    next_id,
+    normalise,
+    stack,
+    unit,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,10 +69,6 @@ DEFAULT_EF = 64  # search breadth (raised to k when k is larger): recall vs late
 EMBED_BATCH = 256  # texts per embedding request to a litellm model
 EXACT_BELOW = 4096  # a filter leaving fewer candidates is answered exactly, by numpy
 FILES_CHECK_S = 1.0  # how often a search checks that its version's files still exist
-
-
-class RetrievalError(LLMOpsError, ValueError):
-    """Bad input to an index: no texts, ids that repeat, a wrong dimension, a bad filter."""
 
 
 class IndexNotFound(NotFound):
@@ -103,27 +110,7 @@ def collect_retrievals() -> Iterator[list[dict[str, Any]]]:
 # --- the index -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Items:
-    """A version's items: hnswlib labels, ids, texts, metadata, and unit vectors (rows
-    aligned with the lists)."""
-
-    labels: list[int]
-    ids: list[str]
-    texts: list[str]
-    metadata: list[dict[str, Any]]
-    vectors: np.ndarray
-
-    def position(self) -> dict[str, int]:
-        return {item_id: i for i, item_id in enumerate(self.ids)}
-
-    @functools.cached_property
-    def row_of_label(self) -> dict[int, int]:
-        """hnswlib label -> row, built once per loaded version (not per search)."""
-        return {label: i for i, label in enumerate(self.labels)}
-
-
-_loaded: dict[str, tuple[Any, _Items]] = {}  # folder -> (hnswlib index, items), per process
+_loaded: dict[str, tuple[Any, Items]] = {}  # folder -> (hnswlib index, items), per process
 _load_lock = threading.Lock()
 
 
@@ -204,7 +191,7 @@ class Index:
         with tracing.span(
             f"retrieve {self.name}",
             kind="retriever",
-            inputs={"query": label, "k": k, "filter": _describe_filter(filter)},
+            inputs={"query": label, "k": k, "filter": describe_filter(filter)},
             attributes={"llmops.index": self.ref, "llmops.index.model": self.embed_model},
         ) as sp:
             graph, items = self._load()
@@ -231,16 +218,16 @@ class Index:
                 f"the query vector has {vector.shape[0]} dimensions, but index {self.ref} "
                 f"holds {self.dim}-dimensional vectors"
             )
-        return _unit(vector[None, :])[0]
+        return unit(vector[None, :])[0]
 
     def _nearest(
-        self, graph: Any, items: _Items, vector: np.ndarray, k: int, filter: Any, ef: int
+        self, graph: Any, items: Items, vector: np.ndarray, k: int, filter: Any, ef: int
     ) -> list[Hit]:
         import numpy as np
 
         rows: np.ndarray | None = None  # candidate positions, when a filter narrows them
         if filter is not None:
-            keep = _filter_fn(filter)
+            keep = filter_fn(filter)
             rows = np.array([i for i, m in enumerate(items.metadata) if keep(m)], dtype=np.int64)
             if rows.size == 0:
                 return []
@@ -265,7 +252,7 @@ class Index:
             for label, dist in zip(labels[0], distances[0])
         ]
 
-    def _exact(self, items: _Items, rows: np.ndarray, vector: np.ndarray, k: int) -> list[Hit]:
+    def _exact(self, items: Items, rows: np.ndarray, vector: np.ndarray, k: int) -> list[Hit]:
         import numpy as np
 
         sims = items.vectors[rows] @ vector
@@ -273,7 +260,7 @@ class Index:
         return [self._hit(items, int(rows[t]), float(sims[t])) for t in top]
 
     @staticmethod
-    def _hit(items: _Items, i: int, score: float) -> Hit:
+    def _hit(items: Items, i: int, score: float) -> Hit:
         return Hit(items.ids[i], items.texts[i], round(score, 6), items.metadata[i])
 
     # --- new versions ---------------------------------------------------------------
@@ -289,7 +276,7 @@ class Index:
         """A new version with these items added (this handle moves to it); ids must be
         new. Texts may be a list or a frame of chunks (id, text, metadata columns)."""
         graph, old = self._load()
-        texts, ids, metadata = _normalise(texts, ids, metadata, first_id=_next_id(old.ids))
+        texts, ids, metadata = normalise(texts, ids, metadata, first_id=next_id(old.ids))
         clash = sorted(set(ids) & set(old.ids))
         if clash:
             raise RetrievalError(
@@ -299,12 +286,12 @@ class Index:
         new_vectors = self._vectors_for(texts, vectors)
         first_label = graph.element_count
         labels = list(range(first_label, first_label + len(texts)))
-        merged = _Items(
+        merged = Items(
             old.labels + labels,
             old.ids + ids,
             old.texts + texts,
             old.metadata + metadata,
-            _stack(old.vectors, new_vectors),
+            stack(old.vectors, new_vectors),
         )
 
         def build(folder: Path) -> None:
@@ -331,7 +318,7 @@ class Index:
                 f"deleting {len(gone)} ids would leave index {self.ref} empty; drop it instead"
             )
         keep = [i for i in range(len(old.ids)) if i not in gone]
-        merged = _Items(
+        merged = Items(
             [old.labels[i] for i in keep],
             [old.ids[i] for i in keep],
             [old.texts[i] for i in keep],
@@ -357,8 +344,8 @@ class Index:
             _loaded.pop(str(self.path), None)
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def _new_version(self, items: _Items, build: Callable[[Path], None]) -> None:
-        digest = _content_hash(items, self.embed_model, self.space, self.M, self.ef_construction)
+    def _new_version(self, items: Items, build: Callable[[Path], None]) -> None:
+        digest = content_hash(items, self.embed_model, self.space, self.M, self.ef_construction)
         row, created = _store_version(
             self.project, self.name, digest, items, build,
             embed_model=self.embed_model, dim=self.dim, space=self.space, m=self.M,
@@ -382,7 +369,7 @@ class Index:
     def _vectors_for(self, texts: list[str], vectors: Any) -> np.ndarray:
         if vectors is None:
             return self._embed(texts)
-        matrix = _given_vectors(vectors, len(texts))
+        matrix = given_vectors(vectors, len(texts))
         if matrix.shape[1] != self.dim:
             raise RetrievalError(
                 f"the vectors have {matrix.shape[1]} dimensions, but index {self.ref} holds "
@@ -390,7 +377,7 @@ class Index:
             )
         return matrix
 
-    def _load(self) -> tuple[Any, _Items]:
+    def _load(self) -> tuple[Any, Items]:
         """The graph and items, loaded once per process. A version dropped by another
         kernel is noticed within FILES_CHECK_S: its files are gone."""
         key = str(self.path)
@@ -410,7 +397,7 @@ class Index:
         import polars as pl
 
         frame = pl.read_parquet(self.path / "items.parquet")
-        items = _Items(
+        items = Items(
             frame["label"].to_list(),
             frame["id"].to_list(),
             frame["text"].to_list(),
@@ -473,17 +460,17 @@ def index(
             raise RetrievalError(f"{key} must be a whole number of at least {least}, not {value!r}")
     if not isinstance(embed, str) or not embed.strip():
         raise RetrievalError("embed must be an embedding model id such as 'local/minilm'")
-    texts, ids, metadata = _normalise(texts, ids, metadata, first_id=0)
-    matrix_given = None if vectors is None else _given_vectors(vectors, len(texts))
-    items = _Items(list(range(len(texts))), ids, texts, metadata, _empty())
-    digest = _content_hash(items, embed, "cosine", M, ef_construction)
+    texts, ids, metadata = normalise(texts, ids, metadata, first_id=0)
+    matrix_given = None if vectors is None else given_vectors(vectors, len(texts))
+    items = Items(list(range(len(texts))), ids, texts, metadata, empty())
+    digest = content_hash(items, embed, "cosine", M, ef_construction)
     from .store import get_store
 
     same = get_store().index_by_hash(project, base, digest)
     if same is not None:
         return Index(same, project, ef=ef)  # unchanged: nothing embedded, nothing written
     matrix = matrix_given if matrix_given is not None else _embed(texts, embed)
-    items = _Items(items.labels, ids, texts, metadata, matrix)
+    items = Items(items.labels, ids, texts, metadata, matrix)
 
     def build(folder: Path) -> None:
         import hnswlib
@@ -535,7 +522,7 @@ def _store_version(
     project: str,
     name: str,
     digest: str,
-    items: _Items,
+    items: Items,
     build: Callable[[Path], None],
     **fields: Any,
 ) -> tuple[Any, bool]:
@@ -571,7 +558,7 @@ def _store_version(
         raise
 
 
-def _write_items(folder: Path, items: _Items) -> None:
+def _write_items(folder: Path, items: Items) -> None:
     import numpy as np
     import polars as pl
 
@@ -589,85 +576,6 @@ def _write_items(folder: Path, items: _Items) -> None:
     np.save(folder / "vectors.npy", items.vectors)
 
 
-# --- input -----------------------------------------------------------------------------
-
-
-def _normalise(
-    texts: Any, ids: Any, metadata: Any, *, first_id: int
-) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """(texts, ids, metadata) from a list or a frame, checked: one clear error each."""
-    frame_ids, frame_meta = None, None
-    if hasattr(texts, "columns") and hasattr(texts, "to_dict"):
-        texts, frame_ids, frame_meta = _from_frame(texts)
-    elif isinstance(texts, str):
-        texts = [texts]
-    elif not isinstance(texts, Sequence):
-        raise RetrievalError(
-            f"texts must be a list of strings or a frame with a 'text' column, not "
-            f"{type(texts).__name__}"
-        )
-    texts = list(texts)
-    if not texts:
-        raise RetrievalError("the corpus is empty: an index needs at least one text")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise RetrievalError(f"text {bad} is a {type(texts[bad]).__name__}, not a string")
-    if not any(t.strip() for t in texts):
-        raise RetrievalError("the corpus is empty: every text is blank")
-    ids = frame_ids if ids is None else ids
-    ids = [str(first_id + i) for i in range(len(texts))] if ids is None else [str(i) for i in ids]
-    if len(ids) != len(texts):
-        raise RetrievalError(f"{len(ids)} ids for {len(texts)} texts: give one id per text")
-    counts: dict[str, int] = {}
-    for item_id in ids:
-        counts[item_id] = counts.get(item_id, 0) + 1
-    repeated = next((i for i, n in counts.items() if n > 1), None)
-    if repeated is not None:
-        raise RetrievalError(f"ids must be unique: {repeated!r} appears {counts[repeated]} times")
-    metadata = frame_meta if metadata is None else metadata
-    if metadata is None:
-        metadata = [{} for _ in texts]
-    metadata = list(metadata)
-    if len(metadata) != len(texts):
-        raise RetrievalError(
-            f"{len(metadata)} metadata entries for {len(texts)} texts: give one per text"
-        )
-    if not all(isinstance(m, Mapping) for m in metadata):
-        raise RetrievalError("metadata must be one mapping (a dict) per text")
-    return texts, ids, [dict(m) for m in metadata]
-
-
-def _from_frame(frame: Any) -> tuple[list[Any], list[Any] | None, list[dict[str, Any]]]:
-    import polars as pl
-
-    df = frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
-    if "text" not in df.columns:
-        raise RetrievalError(
-            f"the frame has no 'text' column (columns: {', '.join(df.columns)}); "
-            "lo.chunk(...) makes one"
-        )
-    extra = [c for c in df.columns if c not in ("id", "text")]
-    meta = df.select(extra).to_dicts() if extra else [{} for _ in range(df.height)]
-    ids = df["id"].to_list() if "id" in df.columns else None
-    return df["text"].to_list(), ids, meta
-
-
-def _next_id(existing: list[str]) -> int:
-    numbers = [int(i) for i in existing if i.isdigit()]
-    return max(numbers) + 1 if numbers else len(existing)
-
-
-def _given_vectors(vectors: Any, n: int) -> np.ndarray:
-    import numpy as np
-
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2 or matrix.shape[0] != n:
-        raise RetrievalError(f"vectors must be a matrix of {n} rows, not shape {matrix.shape}")
-    if not np.isfinite(matrix).all():
-        raise RetrievalError("vectors contain NaN or infinite values")
-    return _unit(matrix)
-
-
 def _embed(texts: list[str], model: str) -> np.ndarray:
     """Unit vectors for TEXTS; litellm models get requests of EMBED_BATCH texts."""
     import numpy as np
@@ -676,60 +584,4 @@ def _embed(texts: list[str], model: str) -> np.ndarray:
 
     size = len(texts) if model.lower() in LOCAL_EMBEDDERS else EMBED_BATCH
     parts = [embed(texts[i : i + size], model) for i in range(0, len(texts), size)]
-    return _unit(np.concatenate(parts) if len(parts) > 1 else parts[0])
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-
-
-def _empty() -> np.ndarray:
-    import numpy as np
-
-    return np.zeros((0, 0), dtype=np.float32)
-
-
-def _stack(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    return np.concatenate([a, b]).astype(np.float32)
-
-
-def _content_hash(items: _Items, model: str, space: str, m: int, ef_construction: int) -> str:
-    """sha256 of the items in order, the model and the graph settings."""
-    digest = hashlib.sha256()
-    head = {"model": model, "space": space, "M": m, "ef_construction": ef_construction}
-    digest.update(json.dumps(head, sort_keys=True).encode())
-    for item_id, text, meta in zip(items.ids, items.texts, items.metadata):
-        line = json.dumps([item_id, text, meta], sort_keys=True, default=str)
-        digest.update(line.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _filter_fn(filter: Any) -> Callable[[dict[str, Any]], bool]:
-    if callable(filter):
-        return lambda meta: bool(filter(meta))
-    if not isinstance(filter, Mapping) or not filter:
-        raise RetrievalError(
-            "filter must be a mapping of metadata values (e.g. {'source': 'faq.md'}) or a "
-            f"function of an item's metadata, not {filter!r}"
-        )
-    wanted = {
-        k: (set(map(_key, v)) if isinstance(v, list | tuple | set) else {_key(v)})
-        for k, v in filter.items()
-    }
-    return lambda meta: all(_key(meta.get(k)) in values for k, values in wanted.items())
-
-
-def _key(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _describe_filter(filter: Any) -> Any:
-    if filter is None or isinstance(filter, Mapping):
-        return filter
-    return getattr(filter, "__name__", "<function>")
+    return unit(np.concatenate(parts) if len(parts) > 1 else parts[0])
