@@ -42,6 +42,10 @@ _EXPORTS: dict[str, str] = {
     "scorer": "llmops_nb.evals",
     "EvalRun": "llmops_nb.evals",
     "dataset": "llmops_nb.datasets",
+    # retrieval
+    "chunk": "llmops_nb.chunking",
+    "index": "llmops_nb.retrieval",
+    "indexes": "llmops_nb.retrieval",
     # the model registry
     "ModelVersion": "llmops_nb.registry",
     "models": "llmops_nb.registry",
@@ -61,6 +65,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
     from .errors import LLMOpsError
@@ -80,6 +85,7 @@ if TYPE_CHECKING:
     )
     from .registry import ModelVersion, lineage, model, models
     from .reporting import report
+    from .retrieval import index, indexes
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

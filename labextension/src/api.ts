@@ -199,6 +199,20 @@ export interface TraceFilters extends Paging {
   until?: string;
 }
 
+export interface VectorIndex {
+  name: string;
+  version: number;
+  n_items: number;
+  embed_model: string;
+  dim: number;
+  space: string;
+  m: number;
+  ef: number;
+  versions: number;
+  author: string;
+  created_at: string;
+}
+
 export interface FinetuneJob {
   id: number;
   name: string;
@@ -352,6 +366,8 @@ export const api = {
   finetune: (jobId: number): Promise<FinetuneView> =>
     requestAPI(`finetunes/${jobId}`),
   models: (project: string, page: Paging = {}): Promise<Page<RegisteredModel>> =>
-    requestAPI(withQuery('models', { project, ...page }))
+    requestAPI(withQuery('models', { project, ...page })),
+  indexes: (project: string, page: Paging = {}): Promise<Page<VectorIndex>> =>
+    requestAPI(withQuery('indexes', { project, ...page }))
 };
 

@@ -5,6 +5,7 @@ import { api, Changes } from './api';
 import { clear, h, message } from './dom';
 import { EvalsView } from './evals';
 import { FinetunesView } from './finetunes';
+import { IndexesView } from './indexes';
 import { ChangePoller } from './poller';
 import { PromptsView } from './prompts';
 import { TracesView } from './traces';
@@ -17,7 +18,8 @@ export class Sidebar extends BoxPanel {
     new PromptsView(),
     new EvalsView(traceId => this.openTrace(traceId)),
     this.traces,
-    new FinetunesView()
+    new FinetunesView(),
+    new IndexesView()
   ];
   private project = 'default';
   private marker: string | null = null;

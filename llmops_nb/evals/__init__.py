@@ -10,7 +10,7 @@ from typing import Any
 from .load import parse_spec
 from .run import EvalRun
 from .scorers import Score, ScorerError, UnknownScorer, scorer
-from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs
+from .spec import EvalSpec, EvalSpecError, model_specs, prompt_specs, scorer_specs, target_specs
 
 __all__ = [
     "EvalRun",
@@ -41,6 +41,7 @@ def evaluate(
     timeout: float | None = None,
     retries: int | None = None,
     project: str | None = None,
+    targets: list[Any] | None = None,
 ) -> EvalRun:
     """Run the grid prompts x models x data rows and score every output.
 
@@ -48,12 +49,14 @@ def evaluate(
     models: litellm ids or {model, label, api_base, api_key, parameters} maps.
     data: a polars/pandas frame, list of dicts, .csv/.jsonl/.parquet path or
     'dataset:NAME@V'. scorers: names, {name: {args}} maps or @lo.scorer functions.
+    targets: Python callables (a traced RAG pipeline), called with each row's columns,
+    run beside prompts x models.
     baseline: 'latest', a run id or an EvalRun, compared in the panel and `compare()`.
     resume=True finishes the latest run called NAME instead of starting a new one.
     spec: a spec file (ours or a promptfoo config) or its YAML text, run as the CLI runs it.
     """
     if spec is not None:
-        if any(x is not None for x in (prompts, models, data, scorers)):
+        if any(x is not None for x in (prompts, targets, models, data, scorers)):
             raise EvalSpecError("lo.evaluate(spec=...) takes the whole grid from the spec")
         from .load import parse_file
 
@@ -70,12 +73,15 @@ def evaluate(
         return run_spec(
             parsed, resume=resume, baseline=baseline, progress=progress, project=project
         )
-    if prompts is None:
-        raise EvalSpecError("lo.evaluate needs prompts= (or spec=: a spec file or its YAML)")
+    if prompts is None and targets is None:
+        raise EvalSpecError(
+            "lo.evaluate needs prompts= or targets= (or spec=: a spec file or its YAML)"
+        )
     if data is None:
         raise EvalSpecError("lo.evaluate needs data=: a DataFrame, a path or 'dataset:NAME@V'")
     grid = EvalSpec(
-        prompts=prompt_specs(list(prompts) if isinstance(prompts, list | tuple) else [prompts]),
+        prompts=prompt_specs(_listed(prompts)),
+        targets=target_specs(_listed(targets)),
         models=model_specs(list(models or [])),
         data=data,
         scorers=scorer_specs(list(scorers or [])),
@@ -88,6 +94,12 @@ def evaluate(
         source="python",
     )
     return run_spec(grid, resume=resume, progress=progress, project=project)
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def run_spec(

@@ -15,14 +15,25 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..errors import LLMOpsError
 from .scorers import Scorer, ScorerError, build_scorer
-from .spec import EvalSpec, EvalSpecError, ModelSpec, PromptSpec
+from .spec import EvalSpec, EvalSpecError, ModelSpec, PromptSpec, TargetSpec
 
 if TYPE_CHECKING:
     import polars as pl
 
     from ..datasets import DatasetVersion
 
-__all__ = ["GridPrompt", "Plan", "check_baseline", "check_settings", "prepare"]
+__all__ = [
+    "TARGET_COLUMN",
+    "GridPrompt",
+    "GridTarget",
+    "Plan",
+    "check_baseline",
+    "check_settings",
+    "prepare",
+]
+
+TARGET_COLUMN = "target"
+"""The model label of a target's cells: a target picks its own models."""
 
 
 @dataclass
@@ -80,6 +91,26 @@ class GridPrompt:
 
 
 @dataclass
+class GridTarget:
+    """A Python callable of the grid, resolved: which row columns it is called with."""
+
+    label: str
+    fn: Any = field(repr=False)
+    parameters: list[str] = field(default_factory=list)  # required: columns it must get
+    optional: list[str] = field(default_factory=list)  # with defaults: passed when present
+    takes_all: bool = False  # **kwargs: the whole row
+    spec: TargetSpec | None = None
+
+    def arguments(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.takes_all:
+            return dict(row)
+        return {name: row[name] for name in self.parameters + self.optional if name in row}
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.describe() if self.spec is not None else {"label": self.label}
+
+
+@dataclass
 class Plan:
     """A spec resolved and checked: ready to run, nothing written yet."""
 
@@ -98,10 +129,11 @@ class Plan:
     cache: bool
     timeout: float | None
     retries: int | None
+    targets: list[GridTarget] = field(default_factory=list)
 
     @property
     def n_cells(self) -> int:
-        return len(self.prompts) * len(self.models) * self.frame.height
+        return (len(self.prompts) * len(self.models) + len(self.targets)) * self.frame.height
 
     def describe(self) -> dict[str, Any]:
         """The run's spec as stored: no API keys, no frames, no functions."""
@@ -111,6 +143,8 @@ class Plan:
             "scorers": [s.describe() for s in self.scorers],
             "data": {"name": self.data_name, "hash": self.data_hash, "rows": self.frame.height},
         }
+        if self.targets:  # runs without targets keep the fingerprint they always had
+            body["targets"] = [t.describe() for t in self.targets]
         fingerprint = hashlib.sha256(
             json.dumps(body, sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -131,8 +165,8 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
     from ..prompting import template_variables
 
     project = config.check_name("project", project) if project else config.current_project()
-    if not spec.prompts:
-        raise EvalSpecError("the eval needs at least one prompt")
+    if not spec.prompts and not spec.targets:
+        raise EvalSpecError("the eval needs at least one prompt or target")
     name = config.check_name("eval", spec.name or "eval")
     check_settings(spec)
 
@@ -140,7 +174,13 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
     for p in spec.prompts:
         prompts.append(_grid_prompt(p, project, get_prompt, template_variables))
 
-    models = list(spec.models) or [ModelSpec(model=None, label="default")]
+    targets = [_grid_target(t) for t in spec.targets]
+    models = list(spec.models) or ([ModelSpec(model=None, label="default")] if prompts else [])
+    if targets and any(m.label == TARGET_COLUMN for m in models):
+        raise EvalSpecError(
+            f"the model label {TARGET_COLUMN!r} names the targets' column: give the model "
+            "another label"
+        )
     for m in models:
         if m.model is None:
             for p in prompts:
@@ -164,6 +204,14 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
             raise EvalSpecError(
                 f"prompt {p.label} uses {{{{{missing[0]}}}}}, but the data has no column "
                 f"{missing[0]!r} (columns: {', '.join(columns)})"
+            )
+
+    for t in targets:
+        missing = [name for name in t.parameters if name not in columns]
+        if missing:
+            raise EvalSpecError(
+                f"target {t.label} takes the argument {missing[0]!r}, but the data has no "
+                f"column {missing[0]!r} (columns: {', '.join(columns)})"
             )
 
     scorers = _build_scorers(spec, columns)
@@ -195,7 +243,29 @@ def prepare(spec: EvalSpec, *, project: str | None = None, check_models: bool = 
         cache=config.settings.cache if spec.cache is None else bool(spec.cache),
         timeout=spec.timeout,
         retries=spec.retries,
+        targets=targets,
     )
+
+
+def _grid_target(t: TargetSpec) -> GridTarget:
+    """The columns T is called with, by name: those without defaults must be columns
+    (`prepare` checks), those with defaults are passed when the data has them."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(t.fn).parameters.values())
+    except (TypeError, ValueError):
+        raise EvalSpecError(f"target {t.label}: cannot read its parameters") from None
+    kinds = inspect.Parameter
+    takes_all = any(p.kind is kinds.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+    required = [p.name for p in named if p.default is inspect.Parameter.empty]
+    if any(p.kind is kinds.POSITIONAL_ONLY and p.default is p.empty for p in params):
+        raise EvalSpecError(
+            f"target {t.label}: positional-only parameters cannot be matched to columns"
+        )
+    optional = [p.name for p in named if p.default is not inspect.Parameter.empty]
+    return GridTarget(t.label, t.fn, required, optional, takes_all, t)
 
 
 def check_settings(spec: EvalSpec) -> None:

@@ -133,11 +133,20 @@ class EvalRun:
 
     @property
     def prompts(self) -> list[str]:
-        return [p["label"] for p in self.spec.get("prompts", [])]
+        """The grid's rows: prompt labels, then target labels."""
+        return [p["label"] for p in self.spec.get("prompts", [])] + self.targets
+
+    @property
+    def targets(self) -> list[str]:
+        return [t["label"] for t in self.spec.get("targets", [])]
 
     @property
     def models(self) -> list[str]:
-        return [m["label"] for m in self.spec.get("models", [])]
+        """The grid's columns: model labels, then `target` when the run has targets."""
+        from .plan import TARGET_COLUMN
+
+        labels = [m["label"] for m in self.spec.get("models", [])]
+        return labels + [TARGET_COLUMN] if self.targets else labels
 
     @property
     def baseline(self) -> EvalRun | None:

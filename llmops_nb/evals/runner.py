@@ -16,15 +16,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import inspect
+import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import config, tracing
 from ..errors import LLMOpsError, StoreUnavailable
 from ..redaction import redact, redact_text
-from .plan import GridPrompt, Plan, check_baseline, prepare
+from .plan import TARGET_COLUMN, GridPrompt, GridTarget, Plan, check_baseline, prepare
 from .progress import drive
+from .retrieval_scorers import RetrievalContext
 from .scorers import Score, ScoreContext
 from .spec import EvalSpecError, ModelSpec
 
@@ -160,6 +164,9 @@ def _baseline_id(store: Any, plan: Plan, baseline: Any, before_id: int | None) -
     raise EvalSpecError(f"baseline must be 'latest', a run id or a run name, not {baseline!r}")
 
 
+_Cell = tuple[int, dict[str, Any], GridPrompt | GridTarget, ModelSpec | None]
+
+
 class _Executor:
     """The asyncio side of a run: workers, scoring, batched writes."""
 
@@ -180,13 +187,16 @@ class _Executor:
         if plan.retries is not None:
             self.call_kwargs["retries"] = plan.retries
 
-    def cells(self) -> Iterator[tuple[int, dict[str, Any], GridPrompt, ModelSpec]]:
-        """Row-major, so a partial run covers every prompt x model evenly."""
+    def cells(self) -> Iterator[_Cell]:
+        """Row-major, so a partial run covers every prompt x model (and target) evenly."""
         for i, row in enumerate(self.plan.frame.iter_rows(named=True)):
             for p in self.plan.prompts:
                 for m in self.plan.models:
                     if (p.label, m.label, i) not in self.done:
                         yield i, row, p, m
+            for t in self.plan.targets:
+                if (t.label, TARGET_COLUMN, i) not in self.done:
+                    yield i, row, t, None
 
     async def execute(self) -> None:
         from ..llm.client import acomplete
@@ -213,10 +223,15 @@ class _Executor:
             raise writer_error
 
     async def _worker(
-        self, cells: Iterator[tuple[int, dict[str, Any], GridPrompt, ModelSpec]]
+        self,
+        cells: Iterator[_Cell],
     ) -> None:
         for i, row, p, m in cells:
-            result = await self._cell(i, row, p, m)
+            if isinstance(p, GridTarget):
+                result = await self._target_cell(i, row, p)
+            else:
+                assert m is not None
+                result = await self._cell(i, row, p, m)
             self.buffer.append(result)
             self.completed += 1
             if len(self.buffer) >= BATCH_ROWS:
@@ -258,10 +273,13 @@ class _Executor:
         error: str | None = None
         completion = None
         trace_id = None
+        span = None
         messages: list[dict[str, Any]] = []
         try:
             messages = p.render(row)
-            with tracing.eval_span(self.run_id):  # the run's calls are grouped under it
+            with tracing.eval_span(  # the run's calls are grouped under it
+                self.run_id, prompt=p.label, prompt_version=p.version_id, model=m.label, row=i
+            ) as span:
                 completion = await self.acomplete(
                     model,
                     messages=messages,
@@ -280,8 +298,7 @@ class _Executor:
             raise
         except Exception as exc:  # a bug or an odd provider: recorded, the run goes on
             error = redact_text(f"{type(exc).__name__}: {exc}")
-        scores: dict[str, Any] = {}
-        ctx = ScoreContext(
+        ctx = RetrievalContext(
             row=row,
             latency_ms=completion.latency_ms if completion else None,
             cost=completion.cost if completion else None,
@@ -291,8 +308,80 @@ class _Executor:
             cache=plan.cache,
             cached=bool(completion.cached) if completion else False,
             call=self.acomplete,
+            trace_id=trace_id,
         )
-        for s in plan.scorers:
+        cell = {"prompt_ref": p.label, "prompt_version_id": p.version_id, "model": model,
+                "model_label": m.label}  # fmt: skip
+        cached = bool(completion.cached) if completion else False
+        return await self._result(i, row, cell, output, error, ctx, cached=cached, span=span)
+
+    async def _target_cell(self, i: int, row: dict[str, Any], t: GridTarget) -> dict[str, Any]:
+        """Call a target with the row's columns under the row's eval span: its retrievals
+        and model calls are traced under it and collected for the scorers."""
+        from ..llm.client import observe_completions
+        from ..retrieval import collect_retrievals
+
+        arguments = t.arguments(row)
+        output: str | None = None
+        error: str | None = None
+        trace_id = None
+        span = None
+        extra: list[str] = []
+        start = time.perf_counter()
+        with collect_retrievals() as retrievals, observe_completions() as completions:
+            try:
+                with tracing.eval_span(
+                    self.run_id, inputs=arguments, prompt=t.label, model=TARGET_COLUMN, row=i
+                ) as span:
+                    trace_id = span.trace_id
+                    result = await _call(t.fn, arguments)
+                    output, extra = _target_output(result)
+                    span.set_outputs(output)
+            except LLMOpsError as exc:
+                error = str(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the target's own failure: recorded in its cell
+                error = redact_text(f"{type(exc).__name__}: {exc}")
+        latency = (time.perf_counter() - start) * 1000
+        costs = [c.cost for c in completions if c.cost is not None]
+        ctx = RetrievalContext(
+            row=row,
+            latency_ms=latency,
+            cost=sum(costs) if costs else None,
+            input_tokens=sum(c.usage.input_tokens for c in completions) if completions else None,
+            output_tokens=sum(c.usage.output_tokens for c in completions) if completions else None,
+            input_text="\n".join(f"{k}: {v}" for k, v in arguments.items()),
+            cache=self.plan.cache,
+            call=self.acomplete,
+            trace_id=trace_id,
+            retrievals=list(retrievals),
+            returned_contexts=extra,
+        )
+        module = getattr(t.fn, "__module__", None) or ""
+        qualname = getattr(t.fn, "__qualname__", None) or t.label
+        cell = {"prompt_ref": t.label, "prompt_version_id": None,
+                "model": f"python:{module}.{qualname}".replace(":.", ":"),
+                "model_label": TARGET_COLUMN}  # fmt: skip
+        cached = bool(completions) and all(c.cached for c in completions)
+        return await self._result(i, row, cell, output, error, ctx, cached=cached, span=span)
+
+    async def _result(
+        self,
+        i: int,
+        row: dict[str, Any],
+        cell: dict[str, Any],
+        output: str | None,
+        error: str | None,
+        ctx: ScoreContext,
+        *,
+        cached: bool,
+        span: tracing.SpanHandle | None,
+    ) -> dict[str, Any]:
+        """Score one cell's output and make its result row; the scores are traced under the
+        cell's eval span too, for OpenTelemetry backends."""
+        scores: dict[str, Any] = {}
+        for s in self.plan.scorers:
             if error is not None:
                 if s.args_for(i) is not None:
                     scores[s.name] = Score(0.0, "no output: the call failed").stored()
@@ -300,24 +389,23 @@ class _Executor:
             score = await s.score(i, output or "", ctx)
             if score is not None:
                 scores[s.name] = score.stored()
+        if span is not None and scores:
+            tracing.eval_scores(span, scores)
         return {
             "run_id": self.run_id,
-            "prompt_ref": p.label,
-            "prompt_version_id": p.version_id,
-            "model": model,
-            "model_label": m.label,
+            **cell,
             "row_index": i,
             "inputs": {k: _jsonable(v) for k, v in row.items()},
             "expected": self._expected(i, row),
             "output": output,
             "error": error,
             "scores": scores,
-            "latency_ms": completion.latency_ms if completion else None,
-            "input_tokens": completion.usage.input_tokens if completion else None,
-            "output_tokens": completion.usage.output_tokens if completion else None,
-            "cost": completion.cost if completion else None,
-            "cached": bool(completion.cached) if completion else False,
-            "trace_id": trace_id,
+            "latency_ms": ctx.latency_ms,
+            "input_tokens": ctx.input_tokens,
+            "output_tokens": ctx.output_tokens,
+            "cost": ctx.cost,
+            "cached": cached,
+            "trace_id": getattr(ctx, "trace_id", None),
         }
 
     def _expected(self, i: int, row: dict[str, Any]) -> str | None:
@@ -337,6 +425,42 @@ class _Executor:
                     except Exception:
                         return value
         return None
+
+
+async def _call(fn: Any, arguments: dict[str, Any]) -> Any:
+    """A coroutine function is awaited here; a plain one runs in a worker thread (the
+    context, so the current span and the collectors, goes with it)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(**arguments)
+    result = await asyncio.to_thread(fn, **arguments)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _target_output(result: Any) -> tuple[str, list[str]]:
+    """A target's return value -> (output text, contexts it returned itself).
+
+    A string is the output; a Completion gives its text; a mapping its `answer` (or
+    `output`) and its `contexts` (texts, or hits with a `text`)."""
+    if result is None:
+        return "", []
+    if isinstance(result, str):
+        return result, []
+    if isinstance(result, dict):
+        answer = result.get("answer", result.get("output", ""))
+        contexts = [
+            c.get("text", "") if isinstance(c, dict) else str(getattr(c, "text", c))
+            for c in (result.get("contexts") or [])
+        ]
+        return ("" if answer is None else str(answer)), contexts
+    text = getattr(result, "text", None)
+    if isinstance(text, str):
+        return text, []
+    try:
+        return json.dumps(result, ensure_ascii=False, default=str), []
+    except (TypeError, ValueError):
+        return str(result), []
 
 
 def _jsonable(value: Any) -> Any:

@@ -539,7 +539,9 @@ def _check_pattern(scorer_name: str, pattern: Any) -> None:
         raise ScorerError(f"scorer {scorer_name!r}: invalid regex {pattern!r}: {exc}") from None
 
 
-# promptfoo assertions (promptfoo_scorers.py) register their kinds last
+# promptfoo's assertion kinds and the retrieval scorers live in their own modules
 from .promptfoo_scorers import PROMPTFOO_BUILTINS  # noqa: E402
+from .retrieval_scorers import RETRIEVAL_SCORERS  # noqa: E402
 
 BUILTINS.update(PROMPTFOO_BUILTINS)
+BUILTINS.update(RETRIEVAL_SCORERS)

@@ -3,6 +3,7 @@
 ```
 name: faq                            # optional: the cell's NAME wins
 prompts: [support_reply@1, support_reply@2]
+targets: [answer]                    # traced Python callables (a RAG pipeline), beside them
 models:
   - openai/gpt-4o-mini
   - {model: openai/gpt-4o, label: big, api_base: http://..., parameters: {temperature: 0}}
@@ -32,6 +33,7 @@ __all__ = [
     "ModelSpec",
     "PromptSpec",
     "ScorerSpec",
+    "TargetSpec",
     "from_mapping",
     "safe_name",
 ]
@@ -40,6 +42,7 @@ SPEC_KEYS = (
     "name",
     "description",
     "prompts",
+    "targets",
     "models",
     "data",
     "scorers",
@@ -94,6 +97,19 @@ class ModelSpec:
 
 
 @dataclass
+class TargetSpec:
+    """A Python callable of the grid (a RAG pipeline): called with the row's columns."""
+
+    label: str
+    fn: Any = field(repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        module = getattr(self.fn, "__module__", None) or ""
+        qualname = getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
+        return {"label": self.label, "function": f"{module}.{qualname}".lstrip(".")}
+
+
+@dataclass
 class ScorerSpec:
     """A scorer as written: kind and arguments (built by `scorers.build_scorer`)."""
 
@@ -121,6 +137,7 @@ class EvalSpec:
     base_dir: Path | None = None  # relative data paths are relative to this
     data_name: str | None = None  # the dataset a frame is stored under
     source: str = "eval"  # eval, promptfoo or python
+    targets: list[TargetSpec] = field(default_factory=list)
 
 
 # --- the %%eval YAML -------------------------------------------------------------------
@@ -144,10 +161,14 @@ def from_mapping(
             f"unknown key {unknown[0]!r}{_at(lines, str(unknown[0]))} in the eval spec; "
             f"allowed keys: {', '.join(SPEC_KEYS)}"
         )
-    for key in ("prompts", "data"):
-        if data.get(key) in (None, "", []):
-            raise EvalSpecError(f"the eval spec needs {key!r}" + _hint(key))
-    prompts = prompt_specs(_as_list(data["prompts"], "prompts", lines), lines)
+    if data.get("data") in (None, "", []):
+        raise EvalSpecError("the eval spec needs 'data'" + _hint("data"))
+    if data.get("prompts") in (None, "", []) and data.get("targets") in (None, "", []):
+        raise EvalSpecError("the eval spec needs 'prompts'" + _hint("prompts"))
+    prompts = prompt_specs(_as_list(data.get("prompts") or [], "prompts", lines), lines)
+    targets = target_specs(_as_list(data.get("targets") or [], "targets", lines), namespace, lines)
+    labels = [p.label for p in prompts] + [t.label for t in targets]
+    _unique(labels, "prompt or target", lines, "targets")
     models = model_specs(_as_list(data.get("models") or [], "models", lines), lines)
     scorers = scorer_specs(_as_list(data.get("scorers") or [], "scorers", lines), lines)
     raw_data = data["data"]
@@ -178,12 +199,15 @@ def from_mapping(
         retries=_opt_int(data, "retries", lines),
         base_dir=base_dir,
         data_name=data_name,
+        targets=targets,
     )
 
 
 def _hint(key: str) -> str:
     if key == "prompts":
-        return ", e.g. prompts: [support_reply@1, support_reply@2]"
+        return (
+            " (or 'targets'), e.g. prompts: [support_reply@1, support_reply@2] or targets: [answer]"
+        )
     return ": a DataFrame variable, a .csv/.jsonl/.parquet path, or dataset:NAME@VERSION"
 
 
@@ -276,6 +300,38 @@ def prompt_specs(items: list[Any], lines: dict[str, int] | None = None) -> list[
                 f"support_reply@2, not {item!r}"
             )
     _unique([p.label for p in out], "prompt", lines, "prompts")
+    return out
+
+
+def target_specs(
+    items: list[Any],
+    namespace: dict[str, Any] | None = None,
+    lines: dict[str, int] | None = None,
+) -> list[TargetSpec]:
+    """Callables, or names of callables in the notebook's namespace."""
+    lines = lines or {}
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, TargetSpec):
+            out.append(item)
+            continue
+        label = None
+        if isinstance(item, str):
+            label = item.strip()
+            if namespace is None or label not in namespace:
+                raise EvalSpecError(
+                    f"targets{_at(lines, 'targets')}: no function {label!r} in the notebook; "
+                    "define it (e.g. @lo.trace def answer(question): ...) before the eval"
+                )
+            item = namespace[label]
+        if not callable(item):
+            raise EvalSpecError(
+                f"targets{_at(lines, 'targets')}: target {label or i + 1!r} is a "
+                f"{type(item).__name__}, not a function; a target is a Python callable"
+            )
+        name = label or getattr(item, "__name__", None) or f"target{i + 1}"
+        out.append(TargetSpec(label=str(name), fn=item))
+    _unique([t.label for t in out], "target", lines, "targets")
     return out
 
 

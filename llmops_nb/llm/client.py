@@ -10,6 +10,7 @@ else: never into the cache key, the cached row, or an error message (`redaction`
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import json
@@ -17,6 +18,8 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import ModuleType
@@ -339,6 +342,30 @@ def _cache_row(result: Completion) -> dict[str, Any]:
     }
 
 
+_observers: contextvars.ContextVar[list[Completion] | None] = contextvars.ContextVar(
+    "llmops_nb_completions", default=None
+)
+
+
+@contextmanager
+def observe_completions() -> Iterator[list[Completion]]:
+    """Collect every Completion that complete/acomplete return inside the block (and in
+    the threads and tasks it starts): the eval runner sums a target's tokens and cost."""
+    found: list[Completion] = []
+    token = _observers.set(found)
+    try:
+        yield found
+    finally:
+        _observers.reset(token)
+
+
+def _observed(result: Completion) -> Completion:
+    found = _observers.get()
+    if found is not None:
+        found.append(result)
+    return result
+
+
 def complete(
     model: str | None = None,
     prompt: str | Messages | None = None,
@@ -372,21 +399,14 @@ def complete(
     if call.use_cache:
         found = response_cache.lookup(call.key)
         if found is not None:
-            return _cached_completion(call, found)
+            return _observed(_cached_completion(call, found))
     litellm = litellm_for(call)
-    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    while True:
-        kwargs = call.next_attempt()
-        try:
-            response = run_within(functools.partial(litellm.completion, **kwargs), call.budget)
-            break
-        except Exception as exc:
-            time.sleep(call.after_failure(litellm, exc))
+    response = send_attempts(call, litellm, litellm.completion)
     result = call.completion(litellm, response)
     if call.use_cache:
         response_cache.store(call.key, call.model, _cache_row(result), result.trace_id)
-    return result
+    return _observed(result)
 
 
 async def acomplete(
@@ -410,24 +430,39 @@ async def acomplete(
     if call.use_cache:
         found = await asyncio.to_thread(response_cache.lookup, call.key)
         if found is not None:
-            return _cached_completion(call, found)
+            return _observed(_cached_completion(call, found))
     litellm = litellm_for(call)
-    health.check(call.model, call.api_base)
     call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    while True:
-        kwargs = call.next_attempt()
-        try:
-            attempt = functools.partial(litellm.acompletion, **kwargs)
-            response = await await_within(attempt, call.budget)
-            break
-        except Exception as exc:
-            await asyncio.sleep(call.after_failure(litellm, exc))
+    response = await asend_attempts(call, litellm, litellm.acompletion)
     result = call.completion(litellm, response)
     if call.use_cache:
         await asyncio.to_thread(
             response_cache.store, call.key, call.model, _cache_row(result), result.trace_id
         )
-    return result
+    return _observed(result)
+
+
+def send_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
+    """The one retry loop: `send(**kwargs)` (litellm.completion, litellm.embedding) once
+    per attempt, each bounded by its budget, until one succeeds or `after_failure` raises."""
+    health.check(call.model, call.api_base)
+    while True:
+        kwargs = call.next_attempt()
+        try:
+            return run_within(functools.partial(send, **kwargs), call.budget)
+        except Exception as exc:
+            time.sleep(call.after_failure(litellm, exc))
+
+
+async def asend_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
+    """`send_attempts` for an async SEND (litellm.acompletion, litellm.aembedding)."""
+    health.check(call.model, call.api_base)
+    while True:
+        kwargs = call.next_attempt()
+        try:
+            return await await_within(functools.partial(send, **kwargs), call.budget)
+        except Exception as exc:
+            await asyncio.sleep(call.after_failure(litellm, exc))
 
 
 # --- litellm, providers and errors ---------------------------------------------------------

@@ -499,6 +499,28 @@ class ModelsHandler(BaseHandler):
         self.reply(p.page([p.row(r) for r in rows], total, limit, offset))
 
 
+# --- vector indexes --------------------------------------------------------------------
+
+
+def _index_page(project: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    store = get_store()
+    if store.find_project_id(project) is None:
+        return [], 0
+    rows = store.list_indexes(project)
+    return rows[offset : offset + limit], len(rows)
+
+
+class IndexesHandler(BaseHandler):
+    """The project's vector indexes: each one's latest version, size, model, settings."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        project, (limit, offset) = self.project(), self.paging()
+        rows, total = await self.query(_index_page, project, limit, offset)
+        self.reply(p.page([p.jsonable(r) for r in rows], total, limit, offset))
+
+
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("projects", ProjectsHandler),
     ("changes", ChangesHandler),
@@ -516,6 +538,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("finetunes/([^/]+)", FinetuneHandler),
     ("finetunes/([^/]+)/metrics", FinetuneMetricsHandler),
     ("models", ModelsHandler),
+    ("indexes", IndexesHandler),
 ]
 
 

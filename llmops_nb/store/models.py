@@ -299,20 +299,31 @@ class RegisteredModel(SQLModel, table=True):
 
 
 class VectorIndex(SQLModel, table=True):
-    """An hnswlib index stored with its project (the index file and the texts)."""
+    """One version of an hnswlib index: its settings here, its files under LLMOPS_NB_HOME."""
 
     __tablename__ = "vector_index"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", "version"),
+        Index("ix_vector_index_hash", "project_id", "name", "hash"),
+    )
 
     id: Optional[int] = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id")
     name: str
+    version: int
+    hash: str  # sha256 of the items (ids, texts, metadata), the model and the settings
     embed_model: str
     dim: int
     n_items: int
-    texts: list[str] = Field(default_factory=list, sa_type=JSON)
-    index_data: bytes = Field(sa_type=LargeBinary)
+    space: str = "cosine"
+    m: int = 16  # hnswlib M: links per node
+    ef_construction: int = 200
+    ef: int = 64  # search breadth (at least k)
+    path: str  # the version's folder, relative to LLMOPS_NB_HOME
+    parent_id: Optional[int] = None  # the version that add/delete started from
+    author: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+    deleted_at: Optional[datetime] = None  # dropped: its files are gone
 
 
 class CacheEntry(SQLModel, table=True):

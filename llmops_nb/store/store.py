@@ -7,6 +7,7 @@ from .cache import CacheQueries
 from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
+from .indexes import IndexQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -21,5 +22,6 @@ class Store(
     EvalQueries,
     DatasetQueries,
     FinetuneQueries,
+    IndexQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

@@ -125,6 +125,7 @@ def eval_view(run: EvalRun, *, rows_per_cell: int = 0) -> dict[str, Any]:
         "baseline_name": _baseline_name(run),
         "comparison_error": comparison_error,
         "prompts": run.prompts,
+        "targets": run.targets,  # rows of the grid that are Python callables (RAG pipelines)
         "models": run.models,
         "scorers": run.scorers,
         "thresholds": run.thresholds,
