@@ -52,7 +52,7 @@ def test_traces_filter_by_eval_run(store_url: str, server: OpenAIServer) -> None
     assert llm.parent_id == root.id and "Say" in llm.outputs["content"]
     # the cell's scores are a span of the same trace, beside the call
     scored = next(s for s in t.spans if s.name == "eval scores")
-    assert scored.parent_id == root.id and scored.outputs == {"contains": {"score": 1.0}}
+    assert scored.parent_id == root.id and scored.outputs == {"contains": 1.0}
     assert root.attributes["llmops.eval.run_id"] == first.id
     assert get_store().count_traces("default", eval_run_id=first.id) == 3
     # traces made outside a run carry none
