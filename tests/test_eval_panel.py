@@ -98,7 +98,8 @@ def test_a_rows_trace_opens_in_the_panel(runs: Any) -> None:
     assert reply["trace"]["id"] == trace_id
     [root] = reply["trace"]["spans"]  # the eval span each cell's call now runs under
     assert root["kind"] == "eval"
-    [llm] = root["children"]
+    llm, scored = root["children"]  # the call, then the cell's scores
+    assert scored["name"] == "eval scores" and scored["kind"] == "evaluator"
     assert llm["kind"] == "llm" and "<script>alert(0)</script>" in json.dumps(llm["inputs"])
     widget._on_message(widget, {"type": "trace", "trace_id": "0" * 32}, [])
     assert sent[1]["type"] == "trace_error" and "no trace" in sent[1]["message"]

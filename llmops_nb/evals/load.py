@@ -13,6 +13,9 @@ from .spec import EvalSpec, EvalSpecError, from_mapping, safe_name
 __all__ = ["parse_file", "parse_spec"]
 
 _PROMPTFOO_KEYS = ("providers", "targets", "tests", "defaultTest")
+# Our spec names its rows `data` and its checks `scorers`; promptfoo has neither key (its
+# `targets` is a synonym of `providers`, ours names Python callables).
+_OUR_KEYS = ("data", "scorers")
 
 
 def parse_spec(
@@ -42,7 +45,8 @@ def parse_spec(
     if not isinstance(data, dict):
         raise EvalSpecError("the eval spec must be a YAML mapping of key: value lines")
     lines = _key_lines(text, line_offset)
-    if any(key in data for key in _PROMPTFOO_KEYS):
+    ours = any(key in data for key in _OUR_KEYS)
+    if not ours and any(key in data for key in _PROMPTFOO_KEYS):
         from .promptfoo import from_promptfoo
 
         try:
