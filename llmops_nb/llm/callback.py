@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
-from .. import tracing
+from .. import redaction, tracing
 
 __all__ = ["install"]
 
@@ -374,9 +374,10 @@ def _collect(items: Iterable[tuple[Any, Any]], found: set[str], depth: int) -> N
 
 
 def _scrub(value: Any, secrets: set[str]) -> Any:
-    """VALUE with every secret string replaced by '***'."""
-    if not secrets:
-        return value
+    """VALUE with every secret masked, through the one redaction: the longest secret first,
+    so a key that starts with another key ("sk-test" in "sk-test-SECRET") is never half shown."""
+    redaction.add_secrets(secrets)
+    return redaction.redact(value)
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
