@@ -190,8 +190,7 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
         inputs: dict[str, Any] = {"input": kwargs.get("input", messages)}
     else:
         inputs = {"messages": messages}
-    secrets = _secrets(kwargs)
-    tracing.add_secrets(secrets)  # also masked wherever else they show up in this trace
+    secrets = _secrets(kwargs)  # registered by _scrub: masked wherever else they show up
     trace_id = tracing.start_call_span(
         call_id,
         f"{operation} {model}".strip(),
@@ -354,7 +353,7 @@ def _secrets(kwargs: Mapping[str, Any]) -> set[str]:
     for source in sources:
         if isinstance(source, dict):
             _collect(source.items(), found, 0)
-    return found | tracing.known_secrets()  # with the key-like environment variables
+    return found  # the known ones (key-like environment variables too) are redaction's
 
 
 def _collect(items: Iterable[tuple[Any, Any]], found: set[str], depth: int) -> None:
