@@ -60,6 +60,12 @@ _EXPORTS: dict[str, str] = {
     "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # operating in production: guardrails, drift
+    "guard": "llmops_nb.guardrails",
+    "GuardResult": "llmops_nb.guardrails",
+    "GuardBlocked": "llmops_nb.guardrails",
+    "drift": "llmops_nb.drift",
+    "DriftResult": "llmops_nb.drift",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -70,7 +76,9 @@ if TYPE_CHECKING:
     from .datasets import dataset
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
+    from .drift import DriftResult, drift
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
+    from .guardrails import GuardBlocked, GuardResult, guard
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .llm.embeddings import aembed, embed

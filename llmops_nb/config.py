@@ -144,6 +144,7 @@ class Settings:
     # export prompts, replies, inputs and outputs over OTLP; None: as
     # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT says (default yes)
     otlp_content: bool | None = None
+    redact_pii: bool = False  # mask PII (guardrails' pii check) in everything stored
 
 
 settings = Settings()

@@ -317,6 +317,14 @@ class LLMOps(Magics):
     ).tag(config=True)
     finetune_batch_size = Int(8, help="Examples per fine-tune training step.").tag(config=True)
 
+    redact_pii = Bool(False, help="Mask PII (emails, phones, cards...) in stored traces.").tag(
+        config=True
+    )
+
+    @observe("redact_pii")
+    def _sync_redact_pii(self, change: dict[str, Any]) -> None:
+        config.settings.redact_pii = bool(change["new"])
+
     @observe("finetune_backend", "finetune_batch_size")
     def _sync_finetune_setting(self, change: dict[str, Any]) -> None:
         setattr(config.settings, change["name"], change["new"])

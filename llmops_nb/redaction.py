@@ -30,6 +30,7 @@ __all__ = [
     "redact",
     "redact_text",
     "refresh_env",
+    "secret_spans",
 ]
 
 MASK = "***"
@@ -112,7 +113,28 @@ def _redact_text(text: str) -> str:
         text = _ASSIGNED_SECRET.sub(lambda m: m.group(1) + MASK, text)
     if " " in text or "\t" in text:
         text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    if config.settings.redact_pii:  # %config LLMOps.redact_pii: no PII reaches the store
+        from .guard_checks import mask_pii
+
+        text = mask_pii(text)
     return text
+
+
+def secret_spans(text: str) -> list[tuple[str, int, int]]:
+    """(kind, start, end) of what `redact_text` masks in TEXT: the guardrails' secrets
+    check reports these, so the two never disagree on a known key or a URL password."""
+    refresh_env()
+    spans: list[tuple[str, int, int]] = []
+    if _values is not None:
+        spans += [("known_secret", m.start(), m.end()) for m in _values.finditer(text)]
+    if "://" in text:
+        for m in _URL.finditer(text):
+            if config.mask_url(m.group(0)) != m.group(0):
+                spans.append(("url_credentials", m.start(), m.end()))
+    if "=" in text:
+        spans += [("assigned_secret", m.end(1), m.end()) for m in _ASSIGNED_SECRET.finditer(text)]
+    spans += [("bearer_token", m.start(), m.end()) for m in _BEARER.finditer(text)]
+    return spans
 
 
 def redact(value: Any, *, refresh: bool = True) -> Any:

@@ -545,3 +545,9 @@ from .retrieval_scorers import RETRIEVAL_SCORERS  # noqa: E402
 
 BUILTINS.update(PROMPTFOO_BUILTINS)
 BUILTINS.update(RETRIEVAL_SCORERS)
+
+# guardrails' checks as scorers: a row passes when its output has no finding
+from ..guardrails import DEFAULT_CHECKS as _GUARD_CHECKS  # noqa: E402
+from ..guardrails import guard_scorer  # noqa: E402
+
+BUILTINS.update({check: Builtin(guard_scorer(check), {}) for check in _GUARD_CHECKS})

@@ -377,6 +377,8 @@ def complete(
     cache: bool | None = None,
     api_base: str | None = None,
     api_key: str | None = None,
+    guard: Any = None,
+    guard_action: str = "block",
     **params: Any,
 ) -> Completion:
     """Call MODEL (a litellm id, e.g. 'openai/gpt-4o-mini') with a prompt or messages.
@@ -390,8 +392,17 @@ def complete(
     trace id of the call that filled it. Other keyword arguments (temperature,
     max_tokens, ...) go to the model. `latency_ms` is what the caller waited, retries
     included. Failures raise one `ModelError`: `UnknownModel`, `ModelTimeout` or
-    `ModelCallError`, with any API key masked.
+    `ModelCallError`, with any API key masked. `guard=["pii", ...]` checks the input
+    and the reply (`guard_action` "block", "redact" or "flag"; see `guardrails`).
     """
+    if guard is not None:  # guardrails: check the input and the reply (see guardrails.py)
+        from ..guardrails import guarded_complete
+
+        return guarded_complete(
+            guard, guard_action, model, prompt, messages=messages, timeout=timeout,
+            deadline=deadline, retries=retries, cache=cache, api_base=api_base,
+            api_key=api_key, **params,
+        )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
         retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,
@@ -420,9 +431,19 @@ async def acomplete(
     cache: bool | None = None,
     api_base: str | None = None,
     api_key: str | None = None,
+    guard: Any = None,
+    guard_action: str = "block",
     **params: Any,
 ) -> Completion:
     """`complete` for asyncio code (the eval runner): same arguments, same result."""
+    if guard is not None:  # guardrails: check the input and the reply (see guardrails.py)
+        from ..guardrails import aguarded_complete
+
+        return await aguarded_complete(
+            guard, guard_action, model, prompt, messages=messages, timeout=timeout,
+            deadline=deadline, retries=retries, cache=cache, api_base=api_base,
+            api_key=api_key, **params,
+        )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
         retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,

@@ -29,6 +29,7 @@ class Completion:
     trace_id: str | None = None
     finish_reason: str | None = None
     raw: dict[str, Any] | None = field(default=None, repr=False)
+    guard_findings: list[Any] = field(default_factory=list, repr=False)  # lo.complete(guard=)
 
     def __str__(self) -> str:
         return self.text
