@@ -64,6 +64,16 @@ _PHONE_WORDS = re.compile(
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*|release\s*)$", re.I)
 
 
+def _emails(text: str) -> list[Hit]:
+    hits = []
+    for m in _EMAIL.finditer(text):
+        token_start = max(text.rfind(c, 0, m.start()) for c in " \t\n\"'<(") + 1
+        if "://" in text[token_start : m.start()]:
+            continue  # the user:password@host of a URL, not an address
+        hits.append(Hit("email", m.start(), m.end()))
+    return hits
+
+
 def _card_issuer(digits: str) -> bool:
     """The number starts like a card: Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay."""
     two, four = int(digits[:2]), int(digits[:4])
@@ -142,6 +152,15 @@ def _ips(text: str) -> list[Hit]:
     return hits
 
 
+def _phone_context(text: str, start: int) -> bool:
+    """A phone word just before START ("call 4155552671"), with nothing number-like between."""
+    words = list(_PHONE_WORDS.finditer(text, max(0, start - 25), start))
+    if not words:
+        return False
+    between = text[words[-1].end() : start]
+    return not any(c.isdigit() or c in "[]" for c in between)
+
+
 def _phones(text: str, region: str) -> list[Hit]:
     import phonenumbers
 
@@ -151,8 +170,7 @@ def _phones(text: str, region: str) -> list[Hit]:
         raw = match.raw_string
         digits = sum(c.isdigit() for c in raw)
         formatted = raw.startswith(("+", "(")) or re.search(r"\d[ .\-]\d", raw) is not None
-        context = _PHONE_WORDS.search(text, max(0, match.start - 30), match.start) is not None
-        if digits < 7 or not (formatted or context):
+        if digits < 7 or not (formatted or _phone_context(text, match.start)):
             continue  # a bare run of digits is an order number until the text says "phone"
         hits.append(Hit("phone_number", match.start, match.end))
     return hits
@@ -175,7 +193,7 @@ _NATIONAL_IDS = (
         re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b"),
         "it.codicefiscale",
     ),
-    ("in_aadhaar", re.compile(r"(?<![\d ])[2-9]\d{3} \d{4} \d{4}(?![\d ]\d)"), "in_.aadhaar"),
+    ("in_aadhaar", re.compile(r"(?<!\d)(?<!\d )[2-9]\d{3} \d{4} \d{4}(?!\d| \d)"), "in_.aadhaar"),
 )
 
 
@@ -195,13 +213,14 @@ def pii(text: str, region: str = DEFAULT_REGION) -> list[Hit]:
     """Emails, phone numbers, card numbers, IBANs, IP addresses and national ids in TEXT."""
     hits: list[Hit] = []
     if "@" in text:
-        hits += [Hit("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+        hits += _emails(text)
     if "." in text or ":" in text:
         hits += _ips(text)
     digits = len(_DIGIT_RUNS.findall(text))
+    if digits >= 7:
+        hits += _national_ids(text)
     if digits >= 9:
         hits += _cards(text)
-        hits += _national_ids(text)
     if digits >= 11:
         hits += _ibans(text)
     if digits >= 7:
@@ -292,9 +311,11 @@ _OVERRIDES = re.compile(
         (?:ai|assistant|chatbot|bot|model|dan|jailbroken|unrestricted|unfiltered|uncensored
            |evil|developer\s+mode|god\s+mode|free\s+from|no\s+longer\s+bound)\b
     | \bfrom\s+now\s+on,?\s+you\s+(?:are|will|must|have\s+no)\b
-    | \b(?:reveal|show|print|output|repeat|tell\s+me|display|leak|disclose|dump|give\s+me|what\s+(?:is|are|was))
-        \s+(?:me\s+)?(?:your|the)\s+(?:full\s+|entire\s+|exact\s+)?
+    | \b(?:reveal|show|print|output|repeat|tell|display|leak|disclose|dump|give)
+        \s+(?:me\s+|us\s+)?(?:your|the)\s+(?:full\s+|entire\s+|exact\s+)?
         (?:system|initial|original|hidden|secret|developer)\s+(?:prompt|instructions?|message)
+    | \bwhat\s+(?:is|are|was|were)\s+your\s+(?:system|initial|original|hidden|secret)\s+
+        (?:prompt|instructions?)
     | \b(?:do\s+anything\s+now|developer\s+mode\s+(?:enabled|on)|jailbreak(?:ed)?\s+mode)\b
     | \bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+(?:rules|restrictions|guidelines|filters|limits)
     | \b(?:bypass|disable|turn\s+off|override)\s+(?:your|the|all)\s+(?:\w+\s+)?
@@ -307,8 +328,8 @@ _ROLE_MARKERS = re.compile(
     <\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|end_of_text
         |start_header_id|end_header_id|eot_id|eom_id)\|>
     | \[/?INST\] | <</?SYS>>
-    | ^[ \t]*\#{1,6}[ \t]*(?:system|assistant|instructions?)[ \t]*:?[ \t]*$
-    | ^[ \t]*\#{1,6}[ \t]*(?:system|assistant)[ \t]*:
+    | ^[ \t]*\#{2,6}[ \t]*(?:system|assistant)[ \t]*$
+    | ^[ \t]*\#{2,6}[ \t]*(?:system|assistant|instruction|response)[ \t]*:
     | </?(?:system|assistant)(?:_prompt)?>
     | ^[ \t]*\[(?:system|assistant)\][ \t]*:?
     """
