@@ -74,9 +74,9 @@ if TYPE_CHECKING:
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
+    from .drift import DriftResult, drift
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
-    from .drift import DriftResult, drift
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
     from .guardrails import GuardBlocked, GuardResult, guard
     from .llm.client import acomplete, complete

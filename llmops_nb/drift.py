@@ -157,7 +157,9 @@ def _window_texts(window: Mapping[str, Any], on: str, side: str) -> list[str]:
             + (f"; unknown key {unknown[0]!r}" if unknown else "")
         )
     since = parse_time(window["since"], f"{side} since")
-    until = parse_time(window["until"], f"{side} until") if window.get("until") is not None else None
+    until = (
+        parse_time(window["until"], f"{side} until") if window.get("until") is not None else None
+    )
     if until is not None and until <= since:
         raise DriftError(f"{side}: the window's 'until' is not after its 'since'")
     from . import tracing
@@ -181,7 +183,8 @@ def _window_texts(window: Mapping[str, Any], on: str, side: str) -> list[str]:
             if attrs.get("gen_ai.operation.name") not in (None, "chat", "text_completion"):
                 continue
             if model is not None and model not in (
-                attrs.get("llmops.model"), attrs.get("gen_ai.request.model")
+                attrs.get("llmops.model"),
+                attrs.get("gen_ai.request.model"),
             ):
                 continue
             text = _span_text(span.inputs if on == "input" else span.outputs, on)
@@ -270,9 +273,7 @@ def _ks(reference: list[int], current: list[int]) -> DriftTest:
     )
 
 
-def _energy_test(
-    vectors: np.ndarray, n_reference: int, permutations: int, seed: int
-) -> DriftTest:
+def _energy_test(vectors: np.ndarray, n_reference: int, permutations: int, seed: int) -> DriftTest:
     """Energy distance between the first N_REFERENCE rows and the rest, and the share of
     label permutations (seeded) that give at least as large a distance."""
     import numpy as np
@@ -365,7 +366,10 @@ def drift(
     from .llm.embeddings import _minilm, embed
 
     tokenizer = _minilm()[0]
-    counts = [len(ids) for ids in tokenizer(ref + cur, add_special_tokens=False, verbose=False)["input_ids"]]
+    counts = [
+        len(ids)
+        for ids in tokenizer(ref + cur, add_special_tokens=False, verbose=False)["input_ids"]
+    ]
     vectors = embed(ref + cur, model="local/minilm")
     tests = {
         "length": _ks([len(t) for t in ref], [len(t) for t in cur]),

@@ -249,7 +249,9 @@ _KEY_SHAPES = (
     ),
 )
 _SHAPES = [(kind, re.compile(pattern)) for kind, pattern in _KEY_SHAPES]
-_SHAPE_HINT = re.compile(r"sk-|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|xox|AIza|k_live|k_test|hf_|eyJ|-----BEGIN")
+_SHAPE_HINT = re.compile(
+    r"sk-|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|xox|AIza|k_live|k_test|hf_|eyJ|-----BEGIN"
+)
 # key = value where the name says secret and the value looks random
 _ASSIGNED = re.compile(
     r"""(?i)\b([\w.\-]*(?:key|token|secret|passw(?:or)?d|pwd|credential|auth)[\w.\-]*)"""
@@ -317,7 +319,8 @@ _OVERRIDES = re.compile(
     | \bwhat\s+(?:is|are|was|were)\s+your\s+(?:system|initial|original|hidden|secret)\s+
         (?:prompt|instructions?)
     | \b(?:do\s+anything\s+now|developer\s+mode\s+(?:enabled|on)|jailbreak(?:ed)?\s+mode)\b
-    | \bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+(?:rules|restrictions|guidelines|filters|limits)
+    | \bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+
+        (?:rules|restrictions|guidelines|filters|limits)
     | \b(?:bypass|disable|turn\s+off|override)\s+(?:your|the|all)\s+(?:\w+\s+)?
         (?:safety|content\s+policy|rules|restrictions|guardrails|filters|guidelines)
     | \bnew\s+(?:system\s+)?instructions?\s*:

@@ -190,9 +190,7 @@ def _excerpt(check: str, value: str) -> str:
         return value[:3] + "***" if len(value) > 8 else "***"
     if check == "pii":
         return value[:2] + "***" + value[-2:] if len(value) >= 8 else value[:1] + "***"
-    shown = "".join(
-        f"\\u{ord(c):04x}" if guard_checks.INVISIBLE.match(c) else c for c in value
-    )
+    shown = "".join(f"\\u{ord(c):04x}" if guard_checks.INVISIBLE.match(c) else c for c in value)
     return shown if len(shown) <= _EXCERPT_MAX else shown[: _EXCERPT_MAX - 1] + "…"
 
 
@@ -237,12 +235,12 @@ class _GuardedCall:
     def span(self) -> Any:
         from . import tracing
 
-        return tracing.span(
-            "guard",
-            kind="guardrail",
-            attributes={"llmops.guard.checks": list(self.checks), "llmops.guard.action": self.action,
-                        "llmops.guard.model": self.model or ""},
-        )  # fmt: skip
+        attributes = {
+            "llmops.guard.checks": list(self.checks),
+            "llmops.guard.action": self.action,
+            "llmops.guard.model": self.model or "",
+        }
+        return tracing.span("guard", kind="guardrail", attributes=attributes)
 
     def check_input(self, span: Any, messages: Messages) -> Messages:
         """The messages to send (masked for "redact"); raises GuardBlocked for "block"."""

@@ -31,9 +31,7 @@ CHECKS = ("pii", "secrets", "injection")
 
 
 def call(server: OpenAIServer, prompt: Any, **kwargs: Any) -> lo.Completion:
-    return lo.complete(
-        MODEL, prompt, api_base=server.base_url, api_key=KEY, cache=False, **kwargs
-    )
+    return lo.complete(MODEL, prompt, api_base=server.base_url, api_key=KEY, cache=False, **kwargs)
 
 
 def stored_spans(trace_id: str) -> list[Any]:
@@ -191,7 +189,10 @@ def test_flag_calls_through_and_records_the_findings(fresh_server: OpenAIServer)
     c = call(fresh_server, f"Reach me at {EMAIL}", guard=["pii"], guard_action="flag")
     assert fresh_server.requests[-1]["body"]["messages"][0]["content"] == f"Reach me at {EMAIL}"
     assert c.text == f"echo: Reach me at {EMAIL}"
-    assert [(f.stage, f.kind) for f in c.guard_findings] == [("input", "email"), ("output", "email")]
+    assert [(f.stage, f.kind) for f in c.guard_findings] == [
+        ("input", "email"),
+        ("output", "email"),
+    ]
     span = guard_span(c.trace_id)
     assert span.status == "ok" and span.attributes["llmops.guard.flagged"] is True
     assert span.attributes["llmops.guard.input_findings"] == 1
