@@ -64,8 +64,8 @@ _EXPORTS: dict[str, str] = {
     "guard": "llmops_nb.guardrails",
     "GuardResult": "llmops_nb.guardrails",
     "GuardBlocked": "llmops_nb.guardrails",
-    "drift": "llmops_nb.drift",
-    "DriftResult": "llmops_nb.drift",
+    "drift": "llmops_nb.drifting",
+    "DriftResult": "llmops_nb.drifting",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
-    from .drift import DriftResult, drift
+    from .drifting import DriftResult, drift
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes

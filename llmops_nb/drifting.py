@@ -1,5 +1,7 @@
 """`lo.drift`: did what a model is asked (or answers) change between two samples?
 
+(The module is `drifting` so that `lo.drift` stays the function, like `prompting`.)
+
 Three two-sample tests compare a reference sample of texts with a current one:
 - `length`: characters per text, Kolmogorov-Smirnov (scipy);
 - `tokens`: MiniLM WordPiece tokens per text, Kolmogorov-Smirnov;
