@@ -58,9 +58,12 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _DIGIT_RUNS = re.compile(r"\d")
+# where a phone number could be: 7+ digits with the separators numbers are written with
+_PHONE_CANDIDATE = re.compile(r"(?<![\w+])[+(]?\d(?:[\d \t().\-/]|x\d|ext\.? ?\d){5,30}\d")
 _PHONE_WORDS = re.compile(
     r"\b(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|contact)\b", re.I
 )
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*|release\s*)$", re.I)
 
 
@@ -165,14 +168,24 @@ def _phones(text: str, region: str) -> list[Hit]:
     import phonenumbers
 
     hits = []
-    matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
-    for match in matcher:
-        raw = match.raw_string
-        digits = sum(c.isdigit() for c in raw)
-        formatted = raw.startswith(("+", "(")) or re.search(r"\d[ .\-]\d", raw) is not None
-        if digits < 7 or not (formatted or _phone_context(text, match.start)):
-            continue  # a bare run of digits is an order number until the text says "phone"
-        hits.append(Hit("phone_number", match.start, match.end))
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        # the matcher is slow: run it only on the runs of digits that could be a number
+        if not 7 <= sum(c.isdigit() for c in candidate.group(0)) <= 17:
+            continue
+        if _ISO_DATE.fullmatch(candidate.group(0).strip()):
+            continue
+        offset = candidate.start()
+        matcher = phonenumbers.PhoneNumberMatcher(
+            candidate.group(0), region, leniency=phonenumbers.Leniency.VALID
+        )
+        for match in matcher:
+            raw = match.raw_string
+            start, end = offset + match.start, offset + match.end
+            digits = sum(c.isdigit() for c in raw)
+            formatted = raw.startswith(("+", "(")) or re.search(r"\d[ .\-]\d", raw) is not None
+            if digits < 7 or not (formatted or _phone_context(text, start)):
+                continue  # a bare run of digits is an order number until the text says "phone"
+            hits.append(Hit("phone_number", start, end))
     return hits
 
 
