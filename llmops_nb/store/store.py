@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit import AuditQueries
 from .browse import BrowseQueries
 from .cache import CacheQueries
 from .datasets import DatasetQueries
@@ -23,5 +24,6 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    AuditQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
