@@ -9,6 +9,7 @@ from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .model_aliases import ModelAliasQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -25,5 +26,6 @@ class Store(
     FinetuneQueries,
     IndexQueries,
     AuditQueries,
+    ModelAliasQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
