@@ -10,6 +10,7 @@ from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
 from .model_aliases import ModelAliasQueries
+from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -27,5 +28,6 @@ class Store(
     IndexQueries,
     AuditQueries,
     ModelAliasQueries,
+    MonitorQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
