@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+
 # Submodules named like their function: bound now (both are light), or importing the
 # submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
 from .alerts import alerts

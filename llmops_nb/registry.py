@@ -208,8 +208,7 @@ def parse_model_ref(ref: str, *, project: str | None = None) -> tuple[str, int |
     number = tag.removeprefix("v")
     if tag and not number.isdigit() and not config.NAME_PATTERN.match(tag):
         raise ModelRegistryError(
-            f"invalid model reference {ref!r}: use 'name', 'name@N', 'name@alias' or "
-            "'local/name@N'"
+            f"invalid model reference {ref!r}: use 'name', 'name@N', 'name@alias' or 'local/name@N'"
         )
     config.check_name("model", name)
     if not tag or tag == "latest":
@@ -424,9 +423,7 @@ def set_model_alias(
         raise ModelRegistryError(f"local/{name} is a built-in base: it has no versions to alias")
     if isinstance(version, bool) or not isinstance(version, int):
         raise ModelRegistryError(f"a model alias points at a version number, not {version!r}")
-    before, after = _store().set_model_alias(
-        project, name, alias, version, config.author(), reason
-    )
+    before, after = _store().set_model_alias(project, name, alias, version, config.author(), reason)
     if before == after:
         return f"local/{name}@{alias} is already v{after}"
     was = f" (was v{before})" if before is not None else ""

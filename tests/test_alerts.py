@@ -68,9 +68,21 @@ def _count(table: type) -> int:
         ("p95_ms > 1", {"p95_ms": None, "calls": 0}, False),  # no calls: no percentile
         ("error_rate > 0.1 and calls >= 20", {"error_rate": 0.5, "calls": 19}, False),
         ("error_rate > 0.1 or calls >= 20", {"error_rate": 0.0, "calls": 20}, True),
-        ("(cost > 5 or p95_ms > 1e3) AND not calls < 10", {"cost": 0, "p95_ms": 1500, "calls": 10}, True),
-        ("(cost > 5 or p95_ms > 1e3) and not calls < 10", {"cost": 9, "p95_ms": 1, "calls": 3}, False),
-        ("calls == 3 or calls != 3 and cost > 100", {"calls": 3, "cost": 0}, True),  # and binds tighter
+        (
+            "(cost > 5 or p95_ms > 1e3) AND not calls < 10",
+            {"cost": 0, "p95_ms": 1500, "calls": 10},
+            True,
+        ),
+        (
+            "(cost > 5 or p95_ms > 1e3) and not calls < 10",
+            {"cost": 9, "p95_ms": 1, "calls": 3},
+            False,
+        ),
+        (
+            "calls == 3 or calls != 3 and cost > 100",
+            {"calls": 3, "cost": 0},
+            True,
+        ),  # and binds tighter
     ],  # fmt: skip
 )
 def test_conditions_evaluate_like_a_user_reads_them(

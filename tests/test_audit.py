@@ -133,8 +133,16 @@ def test_migration_copies_the_prompt_alias_log(store_url: str, llmops_home: Path
         for vid in (1, 2):
             conn.execute(
                 m.PromptVersion.__table__.insert().values(
-                    id=vid, prompt_id=1, version=vid, hash=f"h{vid}", template=f"hi {vid}",
-                    parameters={}, meta={}, variables=[], author="eve", created_at=t0,
+                    id=vid,
+                    prompt_id=1,
+                    version=vid,
+                    hash=f"h{vid}",
+                    template=f"hi {vid}",
+                    parameters={},
+                    meta={},
+                    variables=[],
+                    author="eve",
+                    created_at=t0,
                 )  # fmt: skip
             )
         conn.execute(
@@ -147,8 +155,13 @@ def test_migration_copies_the_prompt_alias_log(store_url: str, llmops_home: Path
         ):
             conn.execute(
                 m.AliasEvent.__table__.insert().values(
-                    prompt_id=1, alias="prod", action=action, from_version_id=before,
-                    to_version_id=after, author="eve", created_at=t0 + timedelta(minutes=i),
+                    prompt_id=1,
+                    alias="prod",
+                    action=action,
+                    from_version_id=before,
+                    to_version_id=after,
+                    author="eve",
+                    created_at=t0 + timedelta(minutes=i),
                 )  # fmt: skip
             )
     engine.dispose()

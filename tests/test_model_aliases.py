@@ -40,7 +40,9 @@ def test_an_alias_runs_its_version_and_rolls_back(
     assert lo.set_model_alias("local/tiny-ft", "production", 2) == (
         "local/tiny-ft@production -> v2 (was v1)"
     )
-    assert lo.set_model_alias("tiny-ft", "production", 2) == "local/tiny-ft@production is already v2"
+    assert (
+        lo.set_model_alias("tiny-ft", "production", 2) == "local/tiny-ft@production is already v2"
+    )
     assert model_aliases("tiny-ft") == {"production": 2}
 
     source = local.resolve("tiny-ft@production")

@@ -62,7 +62,9 @@ class ModelAliasQueries(StoreBase):
         project_id = self.project_id(project)
 
         def move(s: Session) -> tuple[int | None, int]:
-            return self._move_model_alias(s, project_id, name, alias, version, "set", author, reason)
+            return self._move_model_alias(
+                s, project_id, name, alias, version, "set", author, reason
+            )
 
         return self.write(move)
 

@@ -439,6 +439,8 @@ class AlertFiring(SQLModel, table=True):
     message: str = Field(sa_type=Text)
     rollback: Optional[str] = Field(default=None, sa_type=Text)  # "v3 -> v2", or None
     created_at: datetime = Field(default_factory=utcnow)
+
+
 # --- monitoring ------------------------------------------------------------------------
 
 LATENCY_BINS_PER_DECADE = 20
