@@ -96,6 +96,26 @@ def test_model_registration_is_logged(store_url: str, monkeypatch: pytest.Monkey
     ]
 
 
+def test_a_finetune_launch_and_cancel_are_logged(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMOPS_NB_USER", "gina")
+    lo.register_prompt("topic", "user:\ntopic: {{text}}")
+    rows = pl.DataFrame({"text": ["a b", "c d"], "label": ["x", "y"]})
+    job = lo.finetune(
+        f"local/{tiny_model}", rows, "topic", "label", name="ft", max_steps=100_000, threads=1
+    )
+    job.cancel()
+    log = lo.audit(action="finetune launched").vstack(lo.audit(action="finetune cancelled"))
+    assert log.select("who", "action", "target", "to").rows() == [
+        ("gina", "finetune launched", "ft", f"job #{job.id}"),
+        ("gina", "finetune cancelled", "ft", "cancelled"),
+    ]
+    assert (
+        log["reason"][0] == f"lora on local/{tiny_model}, data dataset:ft-train@1, prompt topic@1"
+    )
+
+
 def test_lo_audit_stays_the_function_after_its_module_is_imported() -> None:
     import importlib
 
