@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any
 from . import display as _display
 from ._version import __version__
 
+# Submodules named like their function: bound now (both are light), or importing the
+# submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
+from .alerts import alerts
+from .audit import audit
+
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # store and projects
@@ -66,11 +71,21 @@ _EXPORTS: dict[str, str] = {
     "GuardBlocked": "llmops_nb.guardrails",
     "drift": "llmops_nb.drifting",
     "DriftResult": "llmops_nb.drifting",
+    # operations: audit log, model aliases
+    "audit": "llmops_nb.audit",
+    "set_model_alias": "llmops_nb.registry",
+    "rollback_model": "llmops_nb.registry",
+    "alert": "llmops_nb.alerts",
+    "alerts": "llmops_nb.alerts",
+    "check_alerts": "llmops_nb.alerts",
+    # operating in production
+    "monitor": "llmops_nb.monitoring",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .alerts import alert, check_alerts
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
@@ -82,6 +97,7 @@ if TYPE_CHECKING:
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .llm.embeddings import aembed, embed
+    from .monitoring import monitor
     from .prompting import (
         PromptVersion,
         prompt,
@@ -91,7 +107,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
-    from .registry import ModelVersion, lineage, model, models
+    from .registry import ModelVersion, lineage, model, models, rollback_model, set_model_alias
     from .reporting import report
     from .retrieval import index, indexes
     from .tracing import get_trace, last_trace, span, trace, traces

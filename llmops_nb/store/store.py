@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from .alerts import AlertQueries
+from .audit import AuditQueries
 from .browse import BrowseQueries
 from .cache import CacheQueries
 from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .model_aliases import ModelAliasQueries
+from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -23,5 +27,9 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    AuditQueries,
+    ModelAliasQueries,
+    AlertQueries,
+    MonitorQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
