@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "finetunes": "llmops_nb.finetuning",
     "finetune_job": "llmops_nb.finetuning",
     "FineTuneJob": "llmops_nb.finetuning",
+    # serving
+    "serve": "llmops_nb.serving",
     # errors
     "LLMOpsError": "llmops_nb.errors",
 }
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
     from .registry import ModelVersion, lineage, model, models
     from .reporting import report
     from .retrieval import index, indexes
+    from .serving import serve
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

@@ -1,4 +1,4 @@
-"""`llmops-nb`: the command line (demo, eval, report)."""
+"""`llmops-nb`: the command line (demo, eval, report, serve, keys)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     from .evals import gate
 
     gate.add_parser(sub)
+    from .serving import command as serving_command
+
+    serving_command.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(Path(args.out))
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     if args.command == "eval":
         return gate.main(args)
+    if args.command == "serve":
+        return serving_command.serve_main(args)
+    if args.command == "keys":
+        return serving_command.keys_main(args)
     return 2
 
 
