@@ -90,7 +90,7 @@ class ServeApp:
 
     def application(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.options.max_body, middlewares=[self._errors, self._auth]
+            client_max_size=self.options.max_body, middlewares=[self._errors]
         )
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
@@ -129,21 +129,18 @@ class ServeApp:
             code="request_too_large",
         )  # fmt: skip
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """A valid `Authorization: Bearer KEY` unless the server runs with --no-auth; a
-        refusal says nothing about why."""
-        request["key_id"] = None
-        if self.options.auth:
-            header = request.headers.get("Authorization", "")
-            scheme, _, key = header.partition(" ")
-            if scheme.lower() != "bearer" or not key.strip():
-                raise _unauthorized()
-            key_id = await self._check_key(key.strip())
-            if key_id is None:
-                raise _unauthorized()
-            request["key_id"] = key_id
-        return await handler(request)
+    async def _authorize(self, request: web.Request) -> str | None:
+        """The caller's key id: a valid `Authorization: Bearer KEY` is required unless the
+        server runs with --no-auth (then None); a refusal says nothing about why."""
+        if not self.options.auth:
+            return None
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise _unauthorized()
+        key_id = await self._check_key(key.strip())
+        if key_id is None:
+            raise _unauthorized()
+        return key_id
 
     async def _check_key(self, key: str) -> str | None:
         """The key id of a valid key; valid keys are cached until the marker moves (a
@@ -164,11 +161,13 @@ class ServeApp:
     # --- handlers ----------------------------------------------------------------------
 
     async def list_models(self, request: web.Request) -> web.Response:
+        await self._authorize(request)
         return web.json_response(models_body(list(self.table.routes)))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         from .completions import parse_request, serve_request
 
+        key_id = await self._authorize(request)
         if request.content_length is not None and request.content_length > self.options.max_body:
             raise self._too_large()
         raw = await request.read()
@@ -179,7 +178,7 @@ class ServeApp:
         req = parse_request(body, request.headers.get("x-llmops-user"))
         self.stats.requests += 1
         served = await serve_request(
-            self.table, req, key_id=request["key_id"],
+            self.table, req, key_id=key_id,
             guard_action=self.options.guard_action, cache=self.options.cache,
         )  # fmt: skip
         resolved = served.resolved
@@ -281,6 +280,11 @@ class Server:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup())
+        # tasks libraries left on this loop (litellm's logging worker) end with it
+        left = asyncio.all_tasks(self._loop)
+        for task in left:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         self._loop.close()
 
     @property
