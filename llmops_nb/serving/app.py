@@ -9,6 +9,7 @@ import errno
 import inspect
 import json
 import logging
+import signal
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,14 @@ def _check_options(options: ServeOptions) -> None:
 
         if "guard" not in inspect.signature(acomplete).parameters:
             raise ServeError("this version of llmops_nb has no guardrails (lo.acomplete(guard=...))")
+        from ..errors import LLMOpsError
+        from ..guardrails import check_names  # type: ignore[import-not-found]
+
+        for route, checks in options.guards.items():
+            try:
+                check_names(list(checks))
+            except LLMOpsError as exc:
+                raise ServeError(f"--guard {route}: {exc}") from None
     if isinstance(options.max_body, bool) or not isinstance(options.max_body, int) or options.max_body < 1:
         raise ServeError(f"max_body must be a positive number of bytes, not {options.max_body!r}")
 
@@ -184,7 +193,7 @@ class ServeApp:
         resolved = served.resolved
         headers = {
             "x-llmops-route": resolved.route.name,
-            "x-llmops-model": resolved.model,
+            "x-llmops-model": served.result.model,  # a router's choice, not router/NAME
             "x-llmops-trace-id": served.trace_id,
         }
         if resolved.prompt_ref:
@@ -193,9 +202,9 @@ class ServeApp:
             headers["x-llmops-arm"] = resolved.arm
         response_id = f"chatcmpl-{served.trace_id}"
         if req.stream:
-            events = chunks(response_id, resolved.model, served.result, req.include_usage)
+            events = chunks(response_id, served.result.model, served.result, req.include_usage)
             return await send_events(request, events, headers)
-        body = completion_body(response_id, resolved.model, served.result)
+        body = completion_body(response_id, served.result.model, served.result)
         return web.json_response(body, headers=headers)
 
 
@@ -231,14 +240,19 @@ def bound_port(runner: web.AppRunner) -> int:
 
 
 async def run_forever(app: ServeApp, announce: Any = print) -> None:
-    """The CLI's loop: listen, say where, serve until cancelled (Ctrl-C)."""
+    """The CLI's loop: listen, say where, serve until SIGTERM or Ctrl-C; then stop and
+    write the traces still queued."""
     from .. import tracing
 
     runner = await start_site(app)
     port = bound_port(runner)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     announce(_banner(app, port))
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
         await asyncio.to_thread(tracing.flush)

@@ -146,6 +146,9 @@ def _model_failure(exc: LLMOpsError) -> RequestError:
     400 (bad input caught by the call, such as a guard that blocked it)."""
     from ..llm.client import ModelError, ModelTimeout
 
+    blocked = _guard_blocked()
+    if blocked is not None and isinstance(exc, blocked):
+        return RequestError(400, str(exc), code="guard_blocked")
     if isinstance(exc, ModelTimeout):
         return RequestError(504, str(exc), type="api_error", code="model_timeout")
     if isinstance(exc, ModelError):
@@ -153,6 +156,15 @@ def _model_failure(exc: LLMOpsError) -> RequestError:
     if isinstance(exc, StoreUnavailable):
         return RequestError(503, str(exc), type="api_error", code="store_unavailable")
     return RequestError(400, str(exc), code=_code(exc))
+
+
+def _guard_blocked() -> type[Exception] | None:
+    """The guardrails' GuardBlocked (a ModelError, but the caller's input is at fault)."""
+    try:
+        from ..guardrails import GuardBlocked  # type: ignore[import-not-found]
+    except ImportError:  # a version without guardrails
+        return None
+    return GuardBlocked  # type: ignore[no-any-return]
 
 
 def _route_attributes(resolved: Resolved) -> dict[str, Any]:
@@ -207,7 +219,7 @@ async def serve_request(
                 root.set_attribute("http.response.status_code", exc.status)
                 raise
             root.set_outputs(result.text)
-            root.set_attribute("http.response.status_code", 200)
+            root.set_attributes({"gen_ai.response.model": result.model, "http.response.status_code": 200})
     except RequestError as exc:
         exc.trace_id = root.trace_id
         raise

@@ -113,6 +113,13 @@ def _resolve_model(target: str, project: str) -> str:
 
         resolve(bare, project)  # a directory or a Hugging Face id: found, or one clear line
         return target
+    if target.startswith("router/"):  # a stored router picks the model on each call
+        try:
+            from ..routing import check_router
+        except ImportError:
+            raise ServeError("this version of llmops_nb has no routers (router/NAME)") from None
+        check_router(target)
+        return target
     from ..llm.client import check_model
 
     check_model(target)
@@ -199,7 +206,12 @@ class RouteTable:
         route = self.routes[name]
         generation = await self.generation()
         if route.is_split:  # the arm depends on the key: the split's own lookup decides
-            return await asyncio.to_thread(self._resolve_now, route, key or "")
+            if not key:
+                raise ServeError(
+                    f"route {name!r} is an A/B split: give the caller's id in the request's "
+                    "'user' field or an x-llmops-user header"
+                )
+            return await asyncio.to_thread(self._resolve_now, route, key)
         hit = self._cache.get(name)
         now = time.monotonic()
         if hit is not None and hit[1] == generation and now - hit[2] < CACHE_TTL_S:
