@@ -3,8 +3,9 @@ the test server directly, with the same HTTP client on the same machine.
 
 The test server runs in a child process, the endpoint in another (`llmops-nb serve`,
 a prompt route over a SQLite store, API keys on), the client here (aiohttp). Printed:
-- p50/p95 of one request at a time, direct and through the endpoint, and the added
-  latency (the endpoint's percentile minus the direct one);
+- p50/p95 of one request at a time, direct, through the endpoint, and the added latency
+  (the endpoint's percentile minus the direct one); beside them `lo.acomplete` called in
+  this process, the model-call layer the endpoint's own overhead sits on;
 - requests/s at concurrency 64, direct and through the endpoint;
 - the endpoint's RSS after the concurrent run, and how many of its requests are traces
   in the store once it has written them (the goal: none lost).
@@ -71,7 +72,9 @@ async def one(session: Any, url: str, body: dict[str, Any], headers: dict[str, s
     return (time.perf_counter() - start) * 1000
 
 
-async def sequential(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> list[float]:
+async def sequential(
+    url: str, body: dict[str, Any], headers: dict[str, str], n: int
+) -> list[float]:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -95,6 +98,21 @@ async def concurrent(url: str, body: dict[str, Any], headers: dict[str, str], n:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         return n / (time.perf_counter() - start)
+
+
+async def in_process(model_server: Any, messages: list[dict[str, Any]], n: int) -> list[float]:
+    """`lo.acomplete` in this process: what the endpoint's model call costs by itself."""
+    import llmops_nb as lo
+
+    async def call() -> float:
+        start = time.perf_counter()
+        await lo.acomplete("openai/gpt-4o-mini", messages=messages, api_base=model_server.base_url,
+                           api_key="sk-bench", cache=False)  # fmt: skip
+        return (time.perf_counter() - start) * 1000
+
+    for _ in range(10):
+        await call()
+    return [await call() for _ in range(n)]
 
 
 def main() -> None:
@@ -127,22 +145,30 @@ def main() -> None:
         direct_url = f"{model_server.base_url}/chat/completions"
         direct_body = {
             "model": "gpt-4o-mini",
-            "messages": lo.prompt("support_reply@production").render(product="Acme", question=QUESTION),
+            "messages": lo.prompt("support_reply@production").render(
+                product="Acme", question=QUESTION
+            ),
         }
         direct_headers = {"Authorization": "Bearer sk-bench"}
 
         direct = asyncio.run(sequential(direct_url, direct_body, direct_headers, args.sequential))
         served = asyncio.run(sequential(served_url, served_body, served_headers, args.sequential))
+        called = asyncio.run(in_process(model_server, direct_body["messages"], args.sequential))
         print(f"one at a time, {args.sequential} requests (ms):")
-        for label, values in (("direct", direct), ("served", served)):
-            print(f"  {label:7s} p50 {statistics.median(values):7.2f}   p95 {percentile(values, 0.95):7.2f}")
+        for label, values in (("direct", direct), ("acomplete", called), ("served", served)):
+            p50, p95 = statistics.median(values), percentile(values, 0.95)
+            print(f"  {label:9s} p50 {p50:7.2f}   p95 {p95:7.2f}")
         print(
-            f"  added   p50 {statistics.median(served) - statistics.median(direct):7.2f}   "
+            f"  added     p50 {statistics.median(served) - statistics.median(direct):7.2f}   "
             f"p95 {percentile(served, 0.95) - percentile(direct, 0.95):7.2f}"
         )
 
-        direct_rps = asyncio.run(concurrent(direct_url, direct_body, direct_headers, args.concurrent))
-        served_rps = asyncio.run(concurrent(served_url, served_body, served_headers, args.concurrent))
+        direct_rps = asyncio.run(
+            concurrent(direct_url, direct_body, direct_headers, args.concurrent)
+        )
+        served_rps = asyncio.run(
+            concurrent(served_url, served_body, served_headers, args.concurrent)
+        )
         print(f"concurrency {CONCURRENCY}, {args.concurrent} requests:")
         print(f"  direct {direct_rps:8.1f} requests/s")
         print(f"  served {served_rps:8.1f} requests/s ({served_rps / direct_rps:.2f}x direct)")
@@ -152,7 +178,7 @@ def main() -> None:
         endpoint.wait(timeout=120)
         model_server.close()
 
-    sent = 10 + args.sequential + args.concurrent
+    sent = 10 + args.sequential + args.concurrent  # the warm-up requests are traces too
     stored = lo.traces(limit=sent + 100, name="serve").height
     print(f"traces: {stored} stored for {sent} requests ({sent - stored} lost)")
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +26,8 @@ import llmops_nb as lo
 from llmops_nb.cli import main
 from llmops_nb.errors import NotFound
 from llmops_nb.serving import ServeError, create_key, list_keys, revoke_key
-from llmops_nb.store import get_store, reset_store
-from llmops_nb.testing import OpenAIServer, serve
+from llmops_nb.store import reset_store
+from llmops_nb.testing import OpenAIServer
 
 V1 = "system:\nYou help with {{product}}.\nuser:\nv1 {{question}}"
 V2 = "system:\nYou help with {{product}}, kindly.\nuser:\nv2 {{question}}"
@@ -54,7 +53,9 @@ class Served:
     env: dict[str, str]
 
 
-def start_cli(args: list[str], env: dict[str, str], wait_s: float = 120) -> tuple[subprocess.Popen[str], str]:
+def start_cli(
+    args: list[str], env: dict[str, str], wait_s: float = 120
+) -> tuple[subprocess.Popen[str], str]:
     """Run `llmops-nb serve ARGS`; return it and its base URL once it says where it listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmops_nb.cli", "serve", *args],
@@ -85,7 +86,9 @@ def server_env(store_url: str, home: Path, api_base: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, openai_server: OpenAIServer) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, openai_server: OpenAIServer
+) -> Iterator[Served]:
     """One `llmops-nb serve` for the module, over its own SQLite store."""
     home = tmp_path_factory.mktemp("served")
     url = f"sqlite:///{home / 'store.db'}"
@@ -185,7 +188,9 @@ def test_async_call_with_variables_in_extra_body(served: Served) -> None:
 
 def test_streaming_ends_like_openai_and_matches_the_whole_reply(served: Served) -> None:
     c = client(served)
-    whole = c.chat.completions.create(model="support", messages=QUESTION, metadata={"product": "Acme"})
+    whole = c.chat.completions.create(
+        model="support", messages=QUESTION, metadata={"product": "Acme"}
+    )
     stream = c.chat.completions.create(
         model="support", messages=QUESTION, metadata={"product": "Acme"}, stream=True,
         stream_options={"include_usage": True},
@@ -319,7 +324,9 @@ def test_unknown_route_missing_variables_and_bad_json(served: Served) -> None:
 def test_body_over_the_limit_is_413(served: Served) -> None:
     big = {"model": "raw", "messages": [{"role": "user", "content": "x" * (1024 * 1024 + 10)}]}
     response = httpx.post(
-        f"{served.url}/chat/completions", json=big, headers={"Authorization": f"Bearer {served.key}"}
+        f"{served.url}/chat/completions",
+        json=big,
+        headers={"Authorization": f"Bearer {served.key}"},
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
@@ -338,11 +345,15 @@ def test_bad_routes_are_refused_at_start_one_line_each(
     assert len(lines) == 3, lines
     assert lines[0].startswith("error: route 'a' (support_reply@nosuchalias): ")
     assert "nosuchalias" in lines[0]
-    assert lines[1].startswith("error: route 'b' (nosuchprompt@production): no prompt or registered model")
+    assert lines[1].startswith(
+        "error: route 'b' (nosuchprompt@production): no prompt or registered model"
+    )
     assert lines[2].startswith("error: route 'd' (nosuchprovider/model-x): unknown model")
 
 
-def test_port_in_use_and_no_auth_off_localhost_are_one_line(served: Served, server_store: str) -> None:
+def test_port_in_use_and_no_auth_off_localhost_are_one_line(
+    served: Served, server_store: str
+) -> None:
     port = int(served.url.rsplit(":", 1)[1].split("/")[0])
     with pytest.raises(ServeError) as in_use:
         lo.serve(routes={"raw": "openai/gpt-4o-mini"}, port=port)
@@ -417,3 +428,37 @@ def test_lo_serve_in_the_background_follows_the_store(
     assert root.attributes["llmops.serve.key_id"] == key.split("-")[1]
     served_traces = lo.traces(name="serve")
     assert served_traces.height == 2 and served_traces["status"].to_list() == ["ok", "ok"]
+
+
+def test_alert_with_rollback_fires_on_errors_and_the_endpoint_serves_the_previous_version(
+    llmops_home: Path, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip(
+        "llmops_nb.alerts", reason="alerts (lo.alert, lo.check_alerts) come with h/alerts"
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    register_support_prompt(fresh_server.base_url)
+    lo.set_alias("support_reply", "production", 1)
+    lo.set_alias("support_reply", "production", 2)  # v1 is what a rollback goes back to
+    lo.alert(
+        "support-errors", "error_rate > 0.5", window="1h", model="openai/gpt-4o-mini",
+        rollback="support_reply@production",
+    )  # fmt: skip
+    with lo.serve(routes={"support": "support_reply@production"}, port=0, auth=False) as srv:
+        c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+        fresh_server.configure(rate_500=1.0)
+        for _ in range(2):
+            with pytest.raises(openai.APIStatusError) as failed:
+                c.chat.completions.create(
+                    model="support", messages=QUESTION, metadata={"product": "Acme"}
+                )
+            assert failed.value.status_code == 502
+        fresh_server.configure(rate_500=0.0)
+        lo.tracing.flush()
+        fired = lo.check_alerts()
+        assert "support-errors" in str(fired)
+        raw = c.chat.completions.with_raw_response.create(
+            model="support", messages=QUESTION, metadata={"product": "Acme"}
+        )
+    assert raw.headers["x-llmops-prompt-version"] == "support_reply@1"
+    assert raw.parse().choices[0].message.content == "echo: v1 How do I reset my password?"

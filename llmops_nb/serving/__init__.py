@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .app import DEFAULT_MAX_BODY, Server, ServeOptions
+from .app import DEFAULT_MAX_BODY, ServeOptions, Server
 from .auth import ApiKeyInfo, NewKey, create_key, list_keys, revoke_key
 from .routes import ServeError
 

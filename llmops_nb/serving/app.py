@@ -70,7 +70,9 @@ def _check_options(options: ServeOptions) -> None:
         from ..llm.client import acomplete
 
         if "guard" not in inspect.signature(acomplete).parameters:
-            raise ServeError("this version of llmops_nb has no guardrails (lo.acomplete(guard=...))")
+            raise ServeError(
+                "this version of llmops_nb has no guardrails (lo.acomplete(guard=...))"
+            )
         from ..errors import LLMOpsError
         from ..guardrails import check_names  # type: ignore[import-not-found]
 
@@ -79,7 +81,11 @@ def _check_options(options: ServeOptions) -> None:
                 check_names(list(checks))
             except LLMOpsError as exc:
                 raise ServeError(f"--guard {route}: {exc}") from None
-    if isinstance(options.max_body, bool) or not isinstance(options.max_body, int) or options.max_body < 1:
+    if (
+        isinstance(options.max_body, bool)
+        or not isinstance(options.max_body, int)
+        or options.max_body < 1
+    ):
         raise ServeError(f"max_body must be a positive number of bytes, not {options.max_body!r}")
 
 
@@ -89,7 +95,10 @@ class ServeApp:
     def __init__(self, options: ServeOptions) -> None:
         _check_options(options)
         self.options = options
-        guards = {name: [c.strip() for c in checks if c.strip()] for name, checks in options.guards.items()}
+        guards = {
+            name: [c.strip() for c in checks if c.strip()]
+            for name, checks in options.guards.items()
+        }
         self.table = RouteTable(options.routes, guards=guards, project=options.project)
         problems = self.table.check()
         if problems:
@@ -98,9 +107,7 @@ class ServeApp:
         self._keys: dict[str, tuple[str, int]] = {}  # valid key -> (key id, generation)
 
     def application(self) -> web.Application:
-        app = web.Application(
-            client_max_size=self.options.max_body, middlewares=[self._errors]
-        )
+        app = web.Application(client_max_size=self.options.max_body, middlewares=[self._errors])
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
         return app
@@ -138,7 +145,7 @@ class ServeApp:
             code="request_too_large",
         )  # fmt: skip
 
-    async def _authorize(self, request: web.Request) -> str | None:
+    async def _authorize(self, request: web.Request, generation: int) -> str | None:
         """The caller's key id: a valid `Authorization: Bearer KEY` is required unless the
         server runs with --no-auth (then None); a refusal says nothing about why."""
         if not self.options.auth:
@@ -146,17 +153,16 @@ class ServeApp:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise _unauthorized()
-        key_id = await self._check_key(key.strip())
+        key_id = await self._check_key(key.strip(), generation)
         if key_id is None:
             raise _unauthorized()
         return key_id
 
-    async def _check_key(self, key: str) -> str | None:
+    async def _check_key(self, key: str, generation: int) -> str | None:
         """The key id of a valid key; valid keys are cached until the marker moves (a
         revoke), invalid ones are looked up each time (no cache to fill with junk)."""
         from .auth import check_key
 
-        generation = await self.table.generation()
         hit = self._keys.get(key)
         if hit is not None and hit[1] == generation:
             return hit[0]
@@ -170,13 +176,14 @@ class ServeApp:
     # --- handlers ----------------------------------------------------------------------
 
     async def list_models(self, request: web.Request) -> web.Response:
-        await self._authorize(request)
+        await self._authorize(request, await self.table.generation())
         return web.json_response(models_body(list(self.table.routes)))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         from .completions import parse_request, serve_request
 
-        key_id = await self._authorize(request)
+        generation = await self.table.generation()  # one marker read serves the whole request
+        key_id = await self._authorize(request, generation)
         if request.content_length is not None and request.content_length > self.options.max_body:
             raise self._too_large()
         raw = await request.read()
@@ -188,7 +195,7 @@ class ServeApp:
         self.stats.requests += 1
         served = await serve_request(
             self.table, req, key_id=key_id,
-            guard_action=self.options.guard_action, cache=self.options.cache,
+            guard_action=self.options.guard_action, cache=self.options.cache, generation=generation,
         )  # fmt: skip
         resolved = served.resolved
         headers = {

@@ -10,7 +10,9 @@ __all__ = ["add_parsers", "keys_main", "serve_main"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("serve", help="serve prompt versions and models as an OpenAI-compatible endpoint")
+    p = sub.add_parser(
+        "serve", help="serve prompt versions and models as an OpenAI-compatible endpoint"
+    )
     p.add_argument(
         "--route", action="append", default=[], metavar="NAME=TARGET",
         help="a route: support=support_reply@production, chat=local/support-ft@production",
@@ -83,8 +85,11 @@ def keys_main(args: argparse.Namespace) -> int:
             )
         elif args.keys_command == "list":
             for info in list_keys():
-                revoked = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
-                print(f"{info.key_id}  {info.name}  {info.author}  {info.created_at:%Y-%m-%d %H:%M}  {revoked}")
+                revoked = (
+                    f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+                )
+                created = f"{info.created_at:%Y-%m-%d %H:%M}"
+                print(f"{info.key_id}  {info.name}  {info.author}  {created}  {revoked}")
         else:
             info = revoke_key(args.name)
             print(f"revoked key {info.name!r} (id {info.key_id})")

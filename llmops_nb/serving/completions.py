@@ -103,12 +103,16 @@ def message_text(message: dict[str, Any]) -> str:
         return content
     if isinstance(content, list):
         return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
 
 
-def build_messages(resolved: Resolved, req: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def build_messages(
+    resolved: Resolved, req: ChatRequest
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(the messages sent to the model, the prompt variables used), as the module says."""
     version = resolved.prompt
     if version is None:
@@ -201,12 +205,21 @@ async def _call(resolved: Resolved, messages: list[dict[str, Any]], req: ChatReq
 
 
 async def serve_request(
-    table: RouteTable, req: ChatRequest, *, key_id: str | None, guard_action: str, cache: bool
+    table: RouteTable,
+    req: ChatRequest,
+    *,
+    key_id: str | None,
+    guard_action: str,
+    cache: bool,
+    generation: int | None = None,
 ) -> Served:
     """Answer REQ as one trace: a root `serve` span (route, resolved version, arm, key id),
     the LLM span of the call below it. A refusal raises RequestError after the span has
     recorded it as an error."""
-    attributes: dict[str, Any] = {"llmops.serve.route": req.route, "llmops.serve.stream": req.stream}
+    attributes: dict[str, Any] = {
+        "llmops.serve.route": req.route,
+        "llmops.serve.stream": req.stream,
+    }
     if key_id is not None:
         attributes["llmops.serve.key_id"] = key_id
     root = tracing.SpanHandle("serve", "chain", None, attributes, new_trace=True)
@@ -214,12 +227,14 @@ async def serve_request(
         with root:
             root.set_inputs(route=req.route, messages=req.messages, variables=req.variables)
             try:
-                resolved, result = await _answer(table, req, root, guard_action, cache)
+                resolved, result = await _answer(table, req, root, guard_action, cache, generation)
             except RequestError as exc:
                 root.set_attribute("http.response.status_code", exc.status)
                 raise
             root.set_outputs(result.text)
-            root.set_attributes({"gen_ai.response.model": result.model, "http.response.status_code": 200})
+            root.set_attributes(
+                {"gen_ai.response.model": result.model, "http.response.status_code": 200}
+            )
     except RequestError as exc:
         exc.trace_id = root.trace_id
         raise
@@ -228,7 +243,12 @@ async def serve_request(
 
 
 async def _answer(
-    table: RouteTable, req: ChatRequest, root: tracing.SpanHandle, guard_action: str, cache: bool
+    table: RouteTable,
+    req: ChatRequest,
+    root: tracing.SpanHandle,
+    guard_action: str,
+    cache: bool,
+    generation: int | None,
 ) -> tuple[Resolved, Completion]:
     if req.route not in table.routes:
         known = ", ".join(sorted(table.routes))
@@ -237,7 +257,7 @@ async def _answer(
             param="model", code="model_not_found",
         )  # fmt: skip
     try:
-        resolved = await table.resolve(req.route, req.user)
+        resolved = await table.resolve(req.route, req.user, generation)
     except LLMOpsError as exc:
         raise _model_failure(exc) from None
     root.set_attributes(_route_attributes(resolved))

@@ -107,5 +107,8 @@ def models_body(routes: list[str]) -> dict[str, Any]:
     """`/v1/models`: one model object per route."""
     return {
         "object": "list",
-        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "llmops_nb"} for name in routes],
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "llmops_nb"}
+            for name in routes
+        ],
     }

@@ -73,10 +73,14 @@ def parse_routes(routes: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
         for item in routes:
             name, sep, target = str(item).partition("=")
             if not sep or not name.strip() or not target.strip():
-                raise ServeError(f"route {item!r}: write NAME=TARGET, e.g. support=support_reply@production")
+                raise ServeError(
+                    f"route {item!r}: write NAME=TARGET, e.g. support=support_reply@production"
+                )
             pairs.append((name.strip(), target.strip()))
     if not pairs:
-        raise ServeError("no routes: give at least one, e.g. --route support=support_reply@production")
+        raise ServeError(
+            "no routes: give at least one, e.g. --route support=support_reply@production"
+        )
     table: dict[str, str] = {}
     for name, target in pairs:
         if not isinstance(target, str) or not target.strip():
@@ -151,7 +155,9 @@ class RouteTable:
         guards: Mapping[str, Iterable[str]] | None = None,
         project: str | None = None,
     ) -> None:
-        self.project = config.check_name("project", project) if project else config.current_project()
+        self.project = (
+            config.check_name("project", project) if project else config.current_project()
+        )
         table = parse_routes(routes)
         guards = dict(guards or {})
         unknown = sorted(set(guards) - set(table))
@@ -189,22 +195,27 @@ class RouteTable:
             try:
                 version = prompt(route.target, key=key, project=self.project)  # type: ignore[call-arg]
             except TypeError:  # lo.prompt without splits
-                raise ServeError("this version of llmops_nb has no A/B splits (name@split)") from None
+                raise ServeError(
+                    "this version of llmops_nb has no A/B splits (name@split)"
+                ) from None
         else:
             version = prompt(route.target, project=self.project)
         model = version.model or config.settings.default_model
         if not model:
             raise ServeError(
-                f"prompt {version.ref} names no model and no default model is set "
-                "(LLMOPS_NB_MODEL)"
+                f"prompt {version.ref} names no model and no default model is set (LLMOPS_NB_MODEL)"
             )
         arm = getattr(version, "arm", None)  # set by a split's pick
         return Resolved(route, model, version, arm, dict(version.parameters))
 
-    async def resolve(self, name: str, key: str | None = None) -> Resolved:
-        """The route NAME as it resolves now (KeyError: no such route)."""
+    async def resolve(
+        self, name: str, key: str | None = None, generation: int | None = None
+    ) -> Resolved:
+        """The route NAME as it resolves now (KeyError: no such route); GENERATION, when
+        the request has just read it, saves a second marker read."""
         route = self.routes[name]
-        generation = await self.generation()
+        if generation is None:
+            generation = await self.generation()
         if route.is_split:  # the arm depends on the key: the split's own lookup decides
             if not key:
                 raise ServeError(
