@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+from .audit import audit  # light; bound now: the submodule `audit` would shadow its function
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -62,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "serve": "llmops_nb.serving",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # operations: audit log
+    "audit": "llmops_nb.audit",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
