@@ -63,8 +63,10 @@ _EXPORTS: dict[str, str] = {
     "serve": "llmops_nb.serving",
     # errors
     "LLMOpsError": "llmops_nb.errors",
-    # operations: audit log
+    # operations: audit log, model aliases
     "audit": "llmops_nb.audit",
+    "set_model_alias": "llmops_nb.registry",
+    "rollback_model": "llmops_nb.registry",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -88,7 +90,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
-    from .registry import ModelVersion, lineage, model, models
+    from .registry import ModelVersion, lineage, model, models, rollback_model, set_model_alias
     from .reporting import report
     from .retrieval import index, indexes
     from .serving import serve

@@ -10,6 +10,7 @@ from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
 from .keys import KeyQueries
+from .model_aliases import ModelAliasQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -27,5 +28,6 @@ class Store(
     IndexQueries,
     KeyQueries,
     AuditQueries,
+    ModelAliasQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
