@@ -67,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     "audit": "llmops_nb.audit",
     "set_model_alias": "llmops_nb.registry",
     "rollback_model": "llmops_nb.registry",
+    # operating in production
+    "monitor": "llmops_nb.monitoring",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .llm.embeddings import aembed, embed
+    from .monitoring import monitor
     from .prompting import (
         PromptVersion,
         prompt,

@@ -11,6 +11,7 @@ from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
 from .keys import KeyQueries
 from .model_aliases import ModelAliasQueries
+from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -29,5 +30,6 @@ class Store(
     KeyQueries,
     AuditQueries,
     ModelAliasQueries,
+    MonitorQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

@@ -5,7 +5,7 @@ are copied into `audit_events` here, and from now on every alias move writes bot
 one transaction, so `audit_events` alone is the whole log.
 
 Revision ID: 0003_ops
-Revises: 0002_rag
+Revises: 0003_monitor
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_ops"
-down_revision = "0002_rag"
+down_revision = "0003_monitor"  # the lead re-chains at merge (written on 0002_rag)
 branch_labels = None
 depends_on = None
 
