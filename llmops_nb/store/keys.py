@@ -61,11 +61,13 @@ class KeyQueries(StoreBase):
 
     def serving_marker(self) -> str:
         """A fingerprint of what routes resolve through (prompt versions, alias moves,
-        registered models) and of the keys; one statement of index lookups. Unlike the
-        sidebar's `change_marker` it ignores traces, which every served request writes."""
+        registered models, and every audited change: model aliases, splits, routers) and
+        of the keys; one statement of index lookups. Unlike the sidebar's `change_marker`
+        it ignores traces, which every served request writes."""
         columns = (
             func.max(m.PromptVersion.id),
             func.max(m.AliasEvent.id),
+            func.max(m.AuditEvent.id),
             func.max(m.RegisteredModel.id),
             func.max(m.ApiKey.id),
             func.max(m.ApiKey.revoked_at),

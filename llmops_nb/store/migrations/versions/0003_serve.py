@@ -1,7 +1,7 @@
 """API keys of the serving endpoint (`llmops-nb keys create NAME`): hashes only.
 
 Revision ID: 0003_serve
-Revises: 0002_rag
+Revises: 0003_ops
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_serve"
-down_revision = "0002_rag"
+down_revision = "0003_ops"  # the lead re-chains at merge (written on 0002_rag)
 branch_labels = None
 depends_on = None
 
