@@ -433,9 +433,6 @@ def test_lo_serve_in_the_background_follows_the_store(
 def test_alert_with_rollback_fires_on_errors_and_the_endpoint_serves_the_previous_version(
     llmops_home: Path, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip(
-        "llmops_nb.alerts", reason="alerts (lo.alert, lo.check_alerts) come with h/alerts"
-    )
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     register_support_prompt(fresh_server.base_url)
     lo.set_alias("support_reply", "production", 1)
