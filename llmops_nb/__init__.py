@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+# Submodules named like their function: bound now (both are light), or importing the
+# submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
+from .alerts import alerts
+from .audit import audit
 
 # Submodules named like their function: bound now (both are light), or importing the
 # submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
@@ -63,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     "finetunes": "llmops_nb.finetuning",
     "finetune_job": "llmops_nb.finetuning",
     "FineTuneJob": "llmops_nb.finetuning",
+    # serving
+    "serve": "llmops_nb.serving",
     # errors
     "LLMOpsError": "llmops_nb.errors",
     # operating in production: guardrails, drift
@@ -110,6 +116,7 @@ if TYPE_CHECKING:
     from .registry import ModelVersion, lineage, model, models, rollback_model, set_model_alias
     from .reporting import report
     from .retrieval import index, indexes
+    from .serving import serve
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

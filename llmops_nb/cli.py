@@ -1,4 +1,4 @@
-"""`llmops-nb`: the command line (demo, eval, report, monitor)."""
+"""`llmops-nb`: the command line (demo, eval, report, monitor, serve, keys)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     from .evals import gate
 
     gate.add_parser(sub)
+    from .serving import command as serving_command
+
+    serving_command.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(Path(args.out))
@@ -116,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     if args.command == "eval":
         return gate.main(args)
+    if args.command == "serve":
+        return serving_command.serve_main(args)
+    if args.command == "keys":
+        return serving_command.keys_main(args)
     if args.command == "monitor":
         return monitor_check(args)
     return 2

@@ -352,6 +352,23 @@ class CacheEntry(SQLModel, table=True):
     trace_id: str | None = None  # the trace of the model call that filled this entry
 
 
+# --- serving -------------------------------------------------------------------------
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the serving endpoint: only its salted hash is kept, never the key."""
+
+    __tablename__ = "api_keys"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key_id: str = Field(unique=True)  # the public part of the key: lookup and traces use it
+    name: str = Field(index=True)
+    hash: str  # sha256 of key_id and the secret part
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: Optional[datetime] = None
+
+
 # --- operations: audit log, model aliases, alerts -------------------------------------
 
 

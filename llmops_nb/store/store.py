@@ -10,6 +10,7 @@ from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .keys import KeyQueries
 from .model_aliases import ModelAliasQueries
 from .monitoring import MonitorQueries
 from .prompts import PromptQueries
@@ -27,6 +28,7 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    KeyQueries,
     AuditQueries,
     ModelAliasQueries,
     AlertQueries,

@@ -1,0 +1,38 @@
+"""Server-sent events in OpenAI's streaming format: `data: {chunk}` lines, then `data: [DONE]`.
+
+The model call itself is not streamed (`lo.acomplete` returns whole completions, with
+their retries, cache and trace); its text is sent as chunks once it is complete, so any
+OpenAI client's `stream=True` code path works against the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["send_events"]
+
+
+async def send_events(
+    request: web.Request, events: list[dict[str, Any]], headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """Send EVENTS as one SSE stream with HEADERS; a client that hangs up raises
+    ConnectionResetError (the request's span records it)."""
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            **headers,
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+        },
+    )
+    await response.prepare(request)
+    for event in events:
+        line = "data: " + json.dumps(event, separators=(",", ":")) + "\n\n"
+        await response.write(line.encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
