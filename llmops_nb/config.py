@@ -144,6 +144,11 @@ class Settings:
     # export prompts, replies, inputs and outputs over OTLP; None: as
     # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT says (default yes)
     otlp_content: bool | None = None
+    # OpenAI-compatible endpoints without litellm (llm/openai_wire.py); off: all via litellm
+    fast_path: bool = field(
+        default_factory=lambda: os.environ.get("LLMOPS_NB_FAST_PATH", "1").lower()
+        not in ("0", "false", "no", "off")
+    )
 
 
 settings = Settings()
