@@ -19,6 +19,10 @@ from llmops_nb import tracing
 from llmops_nb.llm import health
 from llmops_nb.llm.client import ModelCallError, ModelTimeout
 from llmops_nb.testing import OpenAIServer
+from llm_paths import llm_path  # noqa: F401  (the fixture)
+
+# every test here runs on the fast path and through litellm
+pytestmark = pytest.mark.usefixtures("llm_path")
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-test-key"

@@ -15,6 +15,10 @@ from llmops_nb.errors import LLMOpsError
 from llmops_nb.llm.client import ModelCallError, ModelTimeout, UnknownModel, cache_key
 from llmops_nb.store import get_store
 from llmops_nb.testing import OpenAIServer
+from llm_paths import llm_path  # noqa: F401  (the fixture)
+
+# every test here runs on the fast path and through litellm
+pytestmark = pytest.mark.usefixtures("llm_path")
 
 MODEL = "openai/gpt-4o-mini"  # in litellm's price table
 KEY = "sk-test-key"

@@ -20,6 +20,7 @@ from llmops_nb.config import mask_url
 from llmops_nb.llm.client import ModelCallError
 from llmops_nb.store import get_store, reset_store
 from llmops_nb.testing import OpenAIServer
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 SECRET = "sk-test-SECRET123"
 MODEL = "openai/gpt-4o-mini"
@@ -92,6 +93,7 @@ def test_redact_masks_known_values_names_urls_and_bearer_tokens(
     assert not any(redaction.is_secret_name(k) for k in ("max_tokens", "token_ids", "author"))
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_no_key_reaches_the_store_the_dump_or_the_panel(
     store_url: str, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,7 @@ from llmops_nb.store import get_store
 from llmops_nb.store import models as m
 from llmops_nb.testing import OpenAIServer
 from llmops_nb.tracing.calls import settle
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -340,6 +341,7 @@ def test_async_failure_is_an_error_span(litellm: Any, fresh_server: OpenAIServer
     assert t.status == "error" and t.spans[0].status == "error"
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_api_keys_never_reach_the_store(
     litellm: Any, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -452,6 +454,7 @@ def test_store_queries(store_url: str) -> None:
         store.add_feedback(row.id, 1, None, "ann", span_id="0" * 16)
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_late_child_spans_fold_into_the_trace(store_url: str) -> None:
     """A child that ends after its root (litellm's background callbacks) still counts."""
     opened: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from llmops_nb.store import get_store, reset_store
 from llmops_nb.store import models as m
 from llmops_nb.testing import OpenAIServer, serve
 from llmops_nb.tracing import pipeline
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pgserver  # noqa: E402
@@ -199,6 +200,7 @@ def slow_server() -> Iterator[OpenAIServer]:
         yield srv
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_cancelled_acomplete_tasks_end_their_spans_cancelled(slow_server: OpenAIServer) -> None:
     from llmops_nb.llm import runtime
     from llmops_nb.tracing import calls
