@@ -684,7 +684,7 @@ def test_loading_the_extension_does_not_import_tracing(tmp_path: Path) -> None:
 def test_cache_read_tokens_reach_the_llm_span_from_either_usage_shape() -> None:
     from types import SimpleNamespace
 
-    from llmops_nb.llm.callback import _response_fields
+    from llmops_nb.llm.call_span import response_fields
 
     openai_shape = {
         "prompt_tokens": 9,
@@ -693,6 +693,8 @@ def test_cache_read_tokens_reach_the_llm_span_from_either_usage_shape() -> None:
     }
     anthropic_shape = {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 4}
     for usage, cached in ((openai_shape, 6), (anthropic_shape, 4), ({"prompt_tokens": 9}, None)):
-        attributes, _ = _response_fields(SimpleNamespace(usage=usage, choices=None))
-        assert attributes["gen_ai.usage.input_tokens"] == 9
-        assert attributes.get("gen_ai.usage.cache_read.input_tokens") == cached
+        # litellm's response objects, and the provider's JSON (the fast path)
+        for response in (SimpleNamespace(usage=usage, choices=None), {"usage": usage}):
+            attributes, _ = response_fields(response)
+            assert attributes["gen_ai.usage.input_tokens"] == 9
+            assert attributes.get("gen_ai.usage.cache_read.input_tokens") == cached

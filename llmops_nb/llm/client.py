@@ -150,6 +150,11 @@ class ModelCall:
     def timeout(self) -> float:
         return self.deadline.timeout
 
+    def restart(self) -> None:
+        """Start the clocks again (after a first import of litellm, which can take seconds)."""
+        self.start = time.perf_counter()
+        self.deadline.started = time.monotonic()
+
     def next_attempt(self) -> dict[str, Any]:
         """Arguments for one attempt: a fresh call id the tracing callback can find, and
         the time this attempt may take (the timeout, or what is left of the deadline)."""
@@ -384,7 +389,7 @@ def complete(
         result = wire.completion(call, send_attempts(call, None, wire.send))
     else:
         litellm = litellm_for(call)
-        call.start = time.perf_counter()  # latency is the model's, not litellm's first import
+        call.restart()  # latency and deadline are the model's, not litellm's first import
         result = call.completion(litellm, send_attempts(call, litellm, litellm.completion))
     if call.use_cache:
         response_cache.store(call.key, call.model, _cache_row(result), result.trace_id)
@@ -419,7 +424,7 @@ async def acomplete(
         result = wire.completion(call, await asend_attempts(call, None, wire.asend))
     else:
         litellm = litellm_for(call)
-        call.start = time.perf_counter()  # latency is the model's, not litellm's first import
+        call.restart()  # latency and deadline are the model's, not litellm's first import
         response = await asend_attempts(call, litellm, litellm.acompletion)
         result = call.completion(litellm, response)
     if call.use_cache:
