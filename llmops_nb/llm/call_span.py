@@ -9,6 +9,7 @@ reach a span. Responses may be objects (litellm's) or the provider's JSON (mappi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -55,12 +56,22 @@ def request_attributes(
     if params.get("stream") or fallback.get("stream"):
         attributes["gen_ai.request.stream"] = True
     if isinstance(api_base, str) and api_base:
-        url = urlparse(api_base)
-        if url.hostname:
-            attributes["server.address"] = url.hostname
-        if url.port:
-            attributes["server.port"] = url.port
+        host, port = _server(api_base)
+        if host:
+            attributes["server.address"] = host
+        if port:
+            attributes["server.port"] = port
     return attributes
+
+
+@functools.lru_cache(maxsize=256)
+def _server(api_base: str) -> tuple[str | None, int | None]:
+    """(host, port) of an endpoint: parsed once per endpoint, not once per call."""
+    url = urlparse(api_base)
+    try:
+        return url.hostname, url.port
+    except ValueError:  # a port that is not a number
+        return url.hostname, None
 
 
 def failure(exception: Any) -> tuple[str, str]:

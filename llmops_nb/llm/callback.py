@@ -277,4 +277,4 @@ def _scrub(value: Any, secrets: set[str]) -> Any:
     """VALUE with every secret masked, through the one redaction: the longest secret first,
     so a key that starts with another key ("sk-test" in "sk-test-SECRET") is never half shown."""
     redaction.add_secrets(secrets)
-    return redaction.redact(value)
+    return redaction.redact(value, refresh=False)  # the span writer refreshes the env's keys

@@ -156,7 +156,9 @@ class Route:
             call_id,
             f"chat {self.name}",
             attributes=attributes,
-            inputs=redaction.redact(tracing.jsonable({"messages": messages})),
+            # masked by the span writer, with every registered key, before it is stored
+            # or exported (`tracing.pipeline`): no second pass per call here
+            inputs=tracing.jsonable({"messages": messages}),
             start_ns=time.time_ns(),
         )
 
@@ -177,7 +179,7 @@ class Route:
             attributes["llmops.cost"] = cost
         tracing.end_call_span(
             call_id,
-            outputs=redaction.redact(tracing.jsonable(outputs)),
+            outputs=tracing.jsonable(outputs),
             attributes=attributes,
             end_ns=time.time_ns(),
         )
@@ -188,7 +190,7 @@ class Route:
         tracing.end_call_span(
             call_id,
             attributes={"error.type": name},
-            error=redaction.redact_text(message),
+            error=message,
             end_ns=time.time_ns(),
         )
 
