@@ -99,9 +99,9 @@ def naive_litellm(base_url: str, texts: list[str]) -> float:
 
 def in_process(rounds: int) -> float:
     import polars as pl
+    from bare_litellm import untraced
 
     import llmops_nb as lo
-    from bare_litellm import untraced
     from llmops_nb.llm import runtime
     from llmops_nb.testing import spawn
 
@@ -138,7 +138,10 @@ def promptfoo_config(base_url: str, folder: Path) -> Path:
         "prompts": ["{{q}}", "Be brief. {{q}}"],
         "providers": [{"id": f"openai:chat:{m.split('/')[1]}", **provider} for m in MODELS],
         "tests": [
-            {"vars": {"q": f"question number {i}"}, "assert": [{"type": "contains", "value": "{{q}}"}]}
+            {
+                "vars": {"q": f"question number {i}"},
+                "assert": [{"type": "contains", "value": "{{q}}"}],
+            }
             for i in range(ROWS)
         ],
     }
@@ -164,7 +167,9 @@ def stamped_server() -> tuple[Any, list[float]]:
     return server.start(), first
 
 
-def timed_process(cmd: list[str], env: dict[str, str], first: list[float], cwd: Path) -> tuple[float, float | None, str]:
+def timed_process(
+    cmd: list[str], env: dict[str, str], first: list[float], cwd: Path
+) -> tuple[float, float | None, str]:
     first.clear()
     started = time.time()
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
@@ -263,22 +268,23 @@ run = lambda d, n: lo.evaluate(
     data=d, scorers=[{"contains": {"value": "{{q}}"}}], name=n, concurrency=256,
     cache=False, progress=False)
 run(df.head(64), "warm")
-if os.environ.get("BENCH_PROFILE"):  # the grid's event loop runs in its own thread
+if os.environ.get("BENCH_PROFILE"):  # the grid's loop runs in a thread of its own
     import asyncio, cProfile, pstats
-    from llmops_nb.evals import progress
-    prof = cProfile.Profile()
-    def profiled(main, _run=asyncio.run):
+    prof, run_loop = cProfile.Profile(), asyncio.run
+    def profiled(main):
         prof.enable()
         try:
-            return _run(main)
+            return run_loop(main)
         finally:
             prof.disable()
-    progress.asyncio = type("A", (), {"run": staticmethod(profiled), "CancelledError": asyncio.CancelledError, "get_running_loop": asyncio.get_running_loop, "current_task": asyncio.current_task})
+    asyncio.run = profiled  # this child process only
 t0 = time.perf_counter(); c0 = time.process_time()
 r = run(df, "ten_k")
 wall = time.perf_counter() - t0; cpu = time.process_time() - c0
 if os.environ.get("BENCH_PROFILE"):
-    st = pstats.Stats(prof, stream=sys.stderr); st.sort_stats("tottime").print_stats(45); st.sort_stats("cumulative").print_stats(60)
+    stats = pstats.Stats(prof, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(45)
+    stats.sort_stats("cumulative").print_stats(60)
 lo.tracing.flush()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"cells": r.n_cells, "status": r.status, "wall": wall, "cpu": cpu,
@@ -363,6 +369,7 @@ def complete_cost(calls: int = 300, rounds: int = 5) -> None:
         return ""
 
     with spawn(latency_ms=0) as server:
+
         def one() -> None:
             lo.complete(MODELS[0], "hi", api_base=server.base_url, api_key="sk-bench",
                         cache=False, retries=0)  # fmt: skip

@@ -94,7 +94,8 @@ def test_same_completion_and_same_span_on_both_paths(
         assert c.raw is not None
         assert c.raw["choices"][0]["message"]["content"] == c.text
         assert c.raw["usage"]["prompt_tokens"] == c.usage.input_tokens
-    fast_span, slow_span = comparable(span_of(fast.trace_id)), comparable(span_of(slow.trace_id))
+    fast_span = comparable(span_of(fast.trace_id))
+    slow_span = comparable(span_of(slow.trace_id))
     assert fast_span == slow_span
     assert fast_span["attributes"]["gen_ai.request.temperature"] == 0.3
     assert fast_span["attributes"]["gen_ai.usage.output_tokens"] == 3

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 import llmops_nb as lo
 from llmops_nb import config, tracing
@@ -27,7 +28,6 @@ from llmops_nb.llm import runtime
 from llmops_nb.testing import OpenAIServer
 from llmops_nb.tracing.calls import settle
 from llmops_nb.tracing.otel import export_attributes
-from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 MODEL = "openai/gpt-4o-mini"
 OTEL_VARS = (

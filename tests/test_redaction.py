@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 import llmops_nb as lo
 from llmops_nb import redaction, tracing
@@ -20,7 +21,6 @@ from llmops_nb.config import mask_url
 from llmops_nb.llm.client import ModelCallError
 from llmops_nb.store import get_store, reset_store
 from llmops_nb.testing import OpenAIServer
-from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 SECRET = "sk-test-SECRET123"
 MODEL = "openai/gpt-4o-mini"

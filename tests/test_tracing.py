@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 from sqlalchemy import func, select, text
 
 import llmops_nb as lo
@@ -28,7 +29,6 @@ from llmops_nb.store import get_store
 from llmops_nb.store import models as m
 from llmops_nb.testing import OpenAIServer
 from llmops_nb.tracing.calls import settle
-from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 MODEL = "openai/gpt-4o-mini"
 

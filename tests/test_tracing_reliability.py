@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 from sqlalchemy import func, select
 
 import llmops_nb as lo
@@ -22,7 +23,6 @@ from llmops_nb.store import get_store, reset_store
 from llmops_nb.store import models as m
 from llmops_nb.testing import OpenAIServer, serve
 from llmops_nb.tracing import pipeline
-from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pgserver  # noqa: E402

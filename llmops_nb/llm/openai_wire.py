@@ -200,7 +200,9 @@ class Route:
         call_id = kwargs["litellm_call_id"]
         self._open_span(call_id, kwargs.get("messages"))
         try:
-            status, body, headers = _post_sync(self.url, self.body, self._headers(), kwargs["timeout"])
+            status, body, headers = _post_sync(
+                self.url, self.body, self._headers(), kwargs["timeout"]
+            )
             if status >= 400:
                 raise _error(status, body, headers)
             data = json.loads(body)
@@ -270,7 +272,9 @@ _idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
 _idle_lock = threading.Lock()
 
 
-def _post_sync(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes, Any]:
+def _post_sync(
+    url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int, bytes, Any]:
     """POST on a kept-alive connection; a stale kept one is replaced once, transparently."""
     parts = urlsplit(url)
     secure = parts.scheme == "https"
