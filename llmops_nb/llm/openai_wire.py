@@ -5,7 +5,10 @@ Ollama's /v1, LM Studio, the test server) need no translation, so the request go
 straight out on a pooled connection: aiohttp for `acomplete` (one session per event
 loop, closed when the loop shuts down its async generators, as `asyncio.run` does),
 `http.client` connections kept per host for `complete`. litellm's per-call CPU (a few ms)
-is what capped a grid near 300 calls/s; this path costs a fraction of it.
+is what capped a grid near 300 calls/s; this path costs a fraction of it. aiohttp over
+the `openai` SDK: 2,000 calls at concurrency 32 against a 0 ms server took 0.45-0.63 ms
+of CPU a call with aiohttp and 5.6-6.1 ms with the SDK (httpx and pydantic models), in
+the same run on a loaded 2-core machine.
 
 Everything around the request is shared with the litellm path (`client`): the retry
 loop, the deadlines, the cache, the error messages (`call_errors`), the LLM span's
