@@ -1,4 +1,5 @@
-"""`complete` / `acomplete`: one model call through litellm, with retries, an
+"""`complete` / `acomplete`: one model call (OpenAI-compatible endpoints on the fast path,
+`openai_wire`; every other provider through litellm), with retries, an
 end-to-end timeout per attempt and a deadline for the whole call (see `deadline`), the
 store's response cache, token usage, cost and latency.
 
