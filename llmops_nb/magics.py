@@ -329,6 +329,14 @@ class LLMOps(Magics):
     def _sync_finetune_setting(self, change: dict[str, Any]) -> None:
         setattr(config.settings, change["name"], change["new"])
 
+    fast_path = Bool(
+        True, help="Call OpenAI-compatible endpoints directly, not through litellm."
+    ).tag(config=True)
+
+    @observe("fast_path")
+    def _sync_fast_path(self, change: dict[str, Any]) -> None:
+        config.settings.fast_path = change["new"]
+
     @line_magic
     def finetune(self, line: str) -> Any:
         """%finetune --base B --data VAR --prompt REF --target COL [--name N] [--method M]

@@ -13,12 +13,16 @@ from collections.abc import Iterator
 
 import polars as pl
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 import llmops_nb as lo
 from llmops_nb import tracing
 from llmops_nb.llm import health
 from llmops_nb.llm.client import ModelCallError, ModelTimeout
 from llmops_nb.testing import OpenAIServer
+
+# every test here runs on the fast path and through litellm
+pytestmark = pytest.mark.usefixtures("llm_path")
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-test-key"

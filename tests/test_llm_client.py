@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 from sqlalchemy import inspect, text
 
 import llmops_nb as lo
@@ -15,6 +16,9 @@ from llmops_nb.errors import LLMOpsError
 from llmops_nb.llm.client import ModelCallError, ModelTimeout, UnknownModel, cache_key
 from llmops_nb.store import get_store
 from llmops_nb.testing import OpenAIServer
+
+# every test here runs on the fast path and through litellm
+pytestmark = pytest.mark.usefixtures("llm_path")
 
 MODEL = "openai/gpt-4o-mini"  # in litellm's price table
 KEY = "sk-test-key"

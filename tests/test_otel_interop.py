@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 import llmops_nb as lo
 from llmops_nb import config, tracing
@@ -169,6 +170,7 @@ def _json(attrs: dict[str, Any], key: str) -> Any:
 # --- 1. messages ----------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_llm_span_carries_messages_in_the_conventions_shape(
     receiver: Receiver, openai_server: OpenAIServer, otel_env: pytest.MonkeyPatch
 ) -> None:
@@ -227,6 +229,7 @@ def test_llm_span_carries_messages_in_the_conventions_shape(
         ("true", False, False),
     ],
 )
+@pytest.mark.usefixtures("llm_path")
 def test_content_capture_is_switchable(
     receiver: Receiver,
     openai_server: OpenAIServer,
@@ -551,6 +554,7 @@ def test_cache_read_tokens_are_exported(receiver: Receiver) -> None:
 # --- 6. eval runs ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_eval_run_calls_carry_the_run(receiver: Receiver, openai_server: OpenAIServer) -> None:
     run = lo.evaluate(
         prompts=[{"template": "user:\nSay {{word}}", "label": "say"}],
@@ -574,6 +578,7 @@ def test_eval_run_calls_carry_the_run(receiver: Receiver, openai_server: OpenAIS
     assert set(run.results["trace_id"].to_list()) == {e.trace_id for e in evals}
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_eval_cell_attributes_and_scores(receiver: Receiver, openai_server: OpenAIServer) -> None:
     with tracing.eval_span(41, prompt="say", prompt_version=7, model="mini", row=3) as cell:
         c = lo.complete(MODEL, "Say alpha", api_base=openai_server.base_url, api_key="sk-test")

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 
 import llmops_nb as lo
 from llmops_nb import redaction, tracing
@@ -92,6 +93,7 @@ def test_redact_masks_known_values_names_urls_and_bearer_tokens(
     assert not any(redaction.is_secret_name(k) for k in ("max_tokens", "token_ids", "author"))
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_no_key_reaches_the_store_the_dump_or_the_panel(
     store_url: str, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 from sqlalchemy import func, select, text
 
 import llmops_nb as lo
@@ -340,6 +341,7 @@ def test_async_failure_is_an_error_span(litellm: Any, fresh_server: OpenAIServer
     assert t.status == "error" and t.spans[0].status == "error"
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_api_keys_never_reach_the_store(
     litellm: Any, fresh_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -452,6 +454,7 @@ def test_store_queries(store_url: str) -> None:
         store.add_feedback(row.id, 1, None, "ann", span_id="0" * 16)
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_late_child_spans_fold_into_the_trace(store_url: str) -> None:
     """A child that ends after its root (litellm's background callbacks) still counts."""
     opened: dict[str, Any] = {}
@@ -681,7 +684,7 @@ def test_loading_the_extension_does_not_import_tracing(tmp_path: Path) -> None:
 def test_cache_read_tokens_reach_the_llm_span_from_either_usage_shape() -> None:
     from types import SimpleNamespace
 
-    from llmops_nb.llm.callback import _response_fields
+    from llmops_nb.llm.call_span import response_fields
 
     openai_shape = {
         "prompt_tokens": 9,
@@ -690,6 +693,8 @@ def test_cache_read_tokens_reach_the_llm_span_from_either_usage_shape() -> None:
     }
     anthropic_shape = {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 4}
     for usage, cached in ((openai_shape, 6), (anthropic_shape, 4), ({"prompt_tokens": 9}, None)):
-        attributes, _ = _response_fields(SimpleNamespace(usage=usage, choices=None))
-        assert attributes["gen_ai.usage.input_tokens"] == 9
-        assert attributes.get("gen_ai.usage.cache_read.input_tokens") == cached
+        # litellm's response objects, and the provider's JSON (the fast path)
+        for response in (SimpleNamespace(usage=usage, choices=None), {"usage": usage}):
+            attributes, _ = response_fields(response)
+            assert attributes["gen_ai.usage.input_tokens"] == 9
+            assert attributes.get("gen_ai.usage.cache_read.input_tokens") == cached

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llm_paths import llm_path  # noqa: F401  (the fixture)
 from sqlalchemy import func, select
 
 import llmops_nb as lo
@@ -199,6 +200,7 @@ def slow_server() -> Iterator[OpenAIServer]:
         yield srv
 
 
+@pytest.mark.usefixtures("llm_path")
 def test_cancelled_acomplete_tasks_end_their_spans_cancelled(slow_server: OpenAIServer) -> None:
     from llmops_nb.llm import runtime
     from llmops_nb.tracing import calls

@@ -182,6 +182,7 @@ class _Executor:
         self.kick: asyncio.Event | None = None
         self.writing: asyncio.Lock | None = None
         self.call_kwargs: dict[str, Any] = {}
+        self.expected: dict[int, str | None] = {}  # row index -> its rendered reference
         if plan.timeout is not None:
             self.call_kwargs["timeout"] = plan.timeout
         if plan.retries is not None:
@@ -410,9 +411,14 @@ class _Executor:
 
     def _expected(self, i: int, row: dict[str, Any]) -> str | None:
         """What the row is compared with, for display: `expected`, else the first
-        scorer's reference argument."""
+        scorer's reference argument (rendered once per row, not once per cell)."""
         if "expected" in row and row["expected"] is not None:
             return str(row["expected"])
+        if i not in self.expected:
+            self.expected[i] = self._reference(i, row)
+        return self.expected[i]
+
+    def _reference(self, i: int, row: dict[str, Any]) -> str | None:
         for s in self.plan.scorers:
             args = s.args_for(i)
             if not args:

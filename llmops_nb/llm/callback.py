@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlparse
 
 from .. import redaction, tracing
+from .call_span import failure, request_attributes, response_fields
 
 __all__ = ["install"]
 
@@ -43,20 +43,6 @@ _OPERATIONS = {
     "aimage_generation": "image_generation",
     "responses": "chat",
     "aresponses": "chat",
-}
-
-# request parameter -> gen_ai.request.* attribute
-_REQUEST_PARAMS = {
-    "temperature": "gen_ai.request.temperature",
-    "max_tokens": "gen_ai.request.max_tokens",
-    "max_completion_tokens": "gen_ai.request.max_tokens",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
-    "stop": "gen_ai.request.stop_sequences",
-    "n": "gen_ai.request.choice.count",
 }
 
 _PLAIN = (bool, int, float)  # values that cannot be secrets: skipped fast
@@ -164,26 +150,10 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
     model = str(kwargs.get("model") or "")
     call_type = str(kwargs.get("call_type") or "completion")
     operation = _OPERATIONS.get(call_type, call_type)
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.system": provider or None,
-        "gen_ai.provider.name": provider or None,
-        "gen_ai.request.model": model,
-        "llmops.model": f"{provider}/{model}" if provider and "/" not in model else model,
-    }
-    for param, key in _REQUEST_PARAMS.items():
-        value = optional.get(param, kwargs.get(param))
-        if value is not None and attributes.get(key) is None:
-            attributes[key] = [value] if param == "stop" and isinstance(value, str) else value
-    if optional.get("stream") or kwargs.get("stream"):
-        attributes["gen_ai.request.stream"] = True
-    api_base = params.get("api_base") or kwargs.get("api_base")
-    if isinstance(api_base, str) and api_base:
-        url = urlparse(api_base)
-        if url.hostname:
-            attributes["server.address"] = url.hostname
-        if url.port:
-            attributes["server.port"] = url.port
+    attributes = request_attributes(
+        operation, provider, model, optional, params.get("api_base") or kwargs.get("api_base"),
+        fallback=kwargs,
+    )
     if messages is None:
         messages = kwargs.get("messages")
     if operation == "embeddings" or not messages:
@@ -222,7 +192,7 @@ def _succeed(kwargs: Mapping[str, Any], response: Any, cost: Any, end_time: Any)
     attributes: dict[str, Any] = {}
     outputs: Any = None
     try:
-        attributes, outputs = _response_fields(response)
+        attributes, outputs = response_fields(response)
     except Exception as exc:  # an unexpected response shape must not lose the span
         attributes["llmops.response_error"] = str(exc)
     cost_value = _number(cost)
@@ -245,11 +215,7 @@ def _fail(kwargs: Mapping[str, Any], exception: Any, end_time: Any) -> None:
     call_id = _ensure_started(kwargs)
     if call_id is None:
         return
-    if isinstance(exception, BaseException):
-        name, text = type(exception).__name__, str(exception)
-        message = text if name in text else f"{name}: {text}"
-    else:
-        name, message = "Error", str(exception or "litellm call failed")
+    name, message = failure(exception)
     message = _scrub(message, _secrets(kwargs))
     tracing.end_call_span(
         call_id,
@@ -257,71 +223,6 @@ def _fail(kwargs: Mapping[str, Any], exception: Any, end_time: Any) -> None:
         error=message,
         end_ns=_ns(end_time) or time.time_ns(),
     )
-
-
-def _response_fields(response: Any) -> tuple[dict[str, Any], Any]:
-    """gen_ai.response.* and usage attributes, and the reply as the span's outputs."""
-    attributes: dict[str, Any] = {}
-    if response is None:
-        return attributes, None
-    model = getattr(response, "model", None)
-    if model:
-        attributes["gen_ai.response.model"] = str(model)
-    response_id = getattr(response, "id", None)
-    if response_id:
-        attributes["gen_ai.response.id"] = str(response_id)
-    usage = getattr(response, "usage", None)
-    if usage is not None:
-        prompt = _get(usage, "prompt_tokens", "input_tokens")
-        completion = _get(usage, "completion_tokens", "output_tokens")
-        attributes["gen_ai.usage.input_tokens"] = int(prompt or 0)
-        attributes["gen_ai.usage.output_tokens"] = int(completion or 0)
-        details = _get(usage, "prompt_tokens_details")
-        cached = _get(details, "cached_tokens") if details is not None else None
-        cached = cached if cached is not None else _get(usage, "cache_read_input_tokens")
-        if cached:
-            attributes["gen_ai.usage.cache_read.input_tokens"] = int(cached)
-    choices = getattr(response, "choices", None)
-    if choices:
-        finish = [str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)]
-        if finish:
-            attributes["gen_ai.response.finish_reasons"] = finish
-        replies = [_message(c) for c in choices]
-        return attributes, replies[0] if len(replies) == 1 else replies
-    data = getattr(response, "data", None)
-    if isinstance(data, list):  # embeddings, images
-        dims = {len(d.get("embedding") or []) for d in data if isinstance(d, Mapping)}
-        return attributes, {"items": len(data), "dimensions": sorted(dims)}
-    return attributes, response
-
-
-def _message(choice: Any) -> Any:
-    message = getattr(choice, "message", None) or getattr(choice, "delta", None)
-    if message is None:
-        return {"text": getattr(choice, "text", None)}
-    out: dict[str, Any] = {
-        "role": getattr(message, "role", None) or "assistant",
-        "content": getattr(message, "content", None),
-    }
-    tool_calls = getattr(message, "tool_calls", None)
-    if tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": getattr(tc, "id", None),
-                "name": getattr(getattr(tc, "function", None), "name", None),
-                "arguments": getattr(getattr(tc, "function", None), "arguments", None),
-            }
-            for tc in tool_calls
-        ]
-    return out
-
-
-def _get(obj: Any, *names: str) -> Any:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
 
 
 def _number(value: Any) -> float | None:
@@ -376,14 +277,4 @@ def _scrub(value: Any, secrets: set[str]) -> Any:
     """VALUE with every secret masked, through the one redaction: the longest secret first,
     so a key that starts with another key ("sk-test" in "sk-test-SECRET") is never half shown."""
     redaction.add_secrets(secrets)
-    return redaction.redact(value)
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, "***")
-        return value
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    return value
+    return redaction.redact(value, refresh=False)  # the span writer refreshes the env's keys

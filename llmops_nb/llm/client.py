@@ -1,4 +1,5 @@
-"""`complete` / `acomplete`: one model call through litellm, with retries, an
+"""`complete` / `acomplete`: one model call (OpenAI-compatible endpoints on the fast path,
+`openai_wire`; every other provider through litellm), with retries, an
 end-to-end timeout per attempt and a deadline for the whole call (see `deadline`), the
 store's response cache, token usage, cost and latency.
 
@@ -16,20 +17,27 @@ import hashlib
 import json
 import os
 import random
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import redaction
 from ..config import settings
-from ..errors import LLMOpsError
-from . import health, response_cache
+from . import health, openai_wire, response_cache
+from .call_errors import (
+    ModelCallError,
+    ModelError,
+    ModelTimeout,
+    UnknownModel,
+    call_trace_id,
+    classify,
+    end_abandoned_span,
+    public_url,
+    retry_after,
+)
 from .completion import Completion, Usage
 from .deadline import DEFAULT_TIMEOUT, AttemptTimeout, Deadline, await_within, run_within
 
@@ -53,25 +61,6 @@ BACKOFF_CAP = 20.0
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After fails at once instead of stalling the notebook
 
 Messages = list[dict[str, Any]]
-
-
-class ModelError(LLMOpsError):
-    """A model call failed; `trace_id` points at the last attempt's trace when there is one."""
-
-    trace_id: str | None = None
-    retryable: bool = False
-
-
-class UnknownModel(ModelError, ValueError):
-    """No such provider or model, or no model given and no default set."""
-
-
-class ModelCallError(ModelError, RuntimeError):
-    """The provider refused the call, or kept failing after every retry."""
-
-
-class ModelTimeout(ModelCallError, TimeoutError):
-    """No response within the timeout, on every attempt."""
 
 
 # Parameters that never enter the cache key: secrets (redaction.is_secret_name, and
@@ -123,7 +112,7 @@ def cache_key(
         "model": model,
         "messages": messages,
         "params": kept,
-        "api_base": _public_url(api_base),
+        "api_base": public_url(api_base),
     }
     if operation != "completion":  # completion keys stay what they were
         payload["operation"] = operation
@@ -137,16 +126,6 @@ def _key_part(value: Any) -> Any:
     if callable(schema):
         return schema()
     return repr(value)
-
-
-def _public_url(url: str | None) -> str | None:
-    """The endpoint without user:password or query string (which may carry a key)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass
@@ -172,6 +151,11 @@ class ModelCall:
     def timeout(self) -> float:
         return self.deadline.timeout
 
+    def restart(self) -> None:
+        """Start the clocks again (after a first import of litellm, which can take seconds)."""
+        self.start = time.perf_counter()
+        self.deadline.started = time.monotonic()
+
     def next_attempt(self) -> dict[str, Any]:
         """Arguments for one attempt: a fresh call id the tracing callback can find, and
         the time this attempt may take (the timeout, or what is left of the deadline)."""
@@ -196,16 +180,16 @@ class ModelCall:
             kwargs["api_key"] = self.api_key
         return kwargs
 
-    def after_failure(self, litellm: ModuleType, exc: Exception) -> float:
+    def after_failure(self, litellm: ModuleType | None, exc: Exception) -> float:
         """Seconds to wait before the next attempt, or raise the clear error for EXC."""
         if isinstance(exc, AttemptTimeout):
-            _end_abandoned_span(self.call_id, exc)
-        error = _classify(litellm, exc, self)
+            end_abandoned_span(self.call_id, exc)
+        error = classify(litellm, exc, self)
         error.trace_id = call_trace_id(self.call_id)
         if not error.retryable or self.attempt >= self.retries:
             health.record_failure(self.model, self.api_base, error)
             raise error from None
-        delay = _retry_after(exc)
+        delay = retry_after(exc)
         if delay is None:
             delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**self.attempt) * (0.5 + _jitter.random() / 2)
         elif delay > MAX_RETRY_AFTER:
@@ -411,10 +395,14 @@ def complete(
         found = response_cache.lookup(call.key)
         if found is not None:
             return _observed(_cached_completion(call, found))
-    litellm = litellm_for(call)
-    call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    response = send_attempts(call, litellm, litellm.completion)
-    result = call.completion(litellm, response)
+    wire = openai_wire.route(call)
+    if wire is not None:  # an OpenAI-compatible endpoint: no litellm on the way
+        call.start = time.perf_counter()
+        result = wire.completion(call, send_attempts(call, None, wire.send))
+    else:
+        litellm = litellm_for(call)
+        call.restart()  # latency and deadline are the model's, not litellm's first import
+        result = call.completion(litellm, send_attempts(call, litellm, litellm.completion))
     if call.use_cache:
         response_cache.store(call.key, call.model, _cache_row(result), result.trace_id)
     return _observed(result)
@@ -452,10 +440,15 @@ async def acomplete(
         found = await asyncio.to_thread(response_cache.lookup, call.key)
         if found is not None:
             return _observed(_cached_completion(call, found))
-    litellm = litellm_for(call)
-    call.start = time.perf_counter()  # latency is the model's, not litellm's first import
-    response = await asend_attempts(call, litellm, litellm.acompletion)
-    result = call.completion(litellm, response)
+    wire = openai_wire.route(call)
+    if wire is not None:  # an OpenAI-compatible endpoint: no litellm on the way
+        call.start = time.perf_counter()
+        result = wire.completion(call, await asend_attempts(call, None, wire.asend))
+    else:
+        litellm = litellm_for(call)
+        call.restart()  # latency and deadline are the model's, not litellm's first import
+        response = await asend_attempts(call, litellm, litellm.acompletion)
+        result = call.completion(litellm, response)
     if call.use_cache:
         await asyncio.to_thread(
             response_cache.store, call.key, call.model, _cache_row(result), result.trace_id
@@ -463,9 +456,10 @@ async def acomplete(
     return _observed(result)
 
 
-def send_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
-    """The one retry loop: `send(**kwargs)` (litellm.completion, litellm.embedding) once
-    per attempt, each bounded by its budget, until one succeeds or `after_failure` raises."""
+def send_attempts(call: ModelCall, litellm: ModuleType | None, send: Any) -> Any:
+    """The one retry loop: `send(**kwargs)` (litellm.completion, litellm.embedding, the
+    fast path's send) once per attempt, each bounded by its budget, until one succeeds
+    or `after_failure` raises (LITELLM None: the fast path's errors)."""
     health.check(call.model, call.api_base)
     while True:
         kwargs = call.next_attempt()
@@ -475,7 +469,7 @@ def send_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
             time.sleep(call.after_failure(litellm, exc))
 
 
-async def asend_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any:
+async def asend_attempts(call: ModelCall, litellm: ModuleType | None, send: Any) -> Any:
     """`send_attempts` for an async SEND (litellm.acompletion, litellm.aembedding)."""
     health.check(call.model, call.api_base)
     while True:
@@ -489,13 +483,17 @@ async def asend_attempts(call: ModelCall, litellm: ModuleType, send: Any) -> Any
 # --- litellm, providers and errors ---------------------------------------------------------
 
 _known_models: set[tuple[str, str | None]] = set()
+_OWN_PROVIDERS = frozenset({"openai", "local"})  # no litellm import needed to know them
 
 
 def check_model(model: str, api_base: str | None = None) -> None:
-    """Raise UnknownModel unless litellm knows MODEL's provider (no request is sent)."""
+    """Raise UnknownModel unless litellm knows MODEL's provider (no request is sent).
+
+    The providers llmops_nb speaks itself (`openai/`, `local/`) are known without
+    importing litellm, so checking a grid's models costs nothing."""
     from . import runtime
 
-    if (model, api_base) in _known_models:
+    if (model, api_base) in _known_models or model.partition("/")[0] in _OWN_PROVIDERS:
         return
     litellm = runtime.litellm()
     try:
@@ -517,105 +515,3 @@ def litellm_for(call: ModelCall) -> ModuleType:
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners in notebooks
     check_model(call.model, call.api_base)
     return litellm
-
-
-def _classify(litellm: ModuleType, exc: Exception, call: ModelCall) -> ModelError:
-    """The one-line error for a failed attempt; `retryable` says whether to try again."""
-    status = getattr(exc, "status_code", None)
-    detail = _detail(exc, call.api_key)
-    where = f" at {_public_url(call.api_base)}" if call.api_base else ""
-    retryable = False
-    error: ModelError
-    if isinstance(exc, litellm.Timeout) or isinstance(exc, TimeoutError):
-        waited = call.budget or call.timeout
-        limit = (
-            f"timeout={call.timeout:g}"
-            if waited >= call.timeout
-            else f"what was left of the call's deadline of {call.deadline.total:g} s"
-        )
-        error = ModelTimeout(f"{call.model}: no response within {waited:.3g} s{where} ({limit})")
-        retryable = True
-    elif isinstance(exc, litellm.NotFoundError) or status == 404:
-        error = UnknownModel(f"{call.model}: model not found{where}: {detail}")
-    elif isinstance(exc, litellm.AuthenticationError) or status in (401, 403):
-        error = ModelCallError(
-            f"{call.model}: authentication failed{where}: set the provider's API key "
-            f"(e.g. OPENAI_API_KEY) or pass api_key=... ({detail})"
-        )
-    elif isinstance(exc, litellm.RateLimitError) or status == 429:
-        error = ModelCallError(f"{call.model}: rate limited (429){where}: {detail}")
-        retryable = True
-    elif isinstance(exc, litellm.APIConnectionError) or (isinstance(status, int) and status >= 500):
-        refused = "connection error" in detail.lower() or not isinstance(status, int)
-        kind = "connection failed" if refused else f"server error ({status})"
-        error = ModelCallError(f"{call.model}: {kind}{where}: {detail}")
-        retryable = True
-    elif isinstance(exc, ConnectionError | OSError):
-        error = ModelCallError(f"{call.model}: connection failed{where}: {detail}")
-        retryable = True
-    else:
-        error = ModelCallError(f"{call.model}: the call failed{where}: {detail}")
-    if retryable and call.attempt >= call.retries and call.retries > 0:
-        error = type(error)(f"{error} (after {call.retries + 1} attempts)")
-    error = type(error)(redaction.redact_text(str(error)))  # a 401 may quote the key
-    error.retryable = retryable
-    return error
-
-
-_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Error:\s*)?(?:\w+Exception\s*-\s*)?")
-
-
-def _detail(exc: Exception, api_key: str | None) -> str:
-    """The provider's own message, first line, without litellm's prefixes or any key."""
-    lines = str(exc).strip().splitlines()
-    text = _PREFIX.sub("", lines[0]) if lines else ""
-    text = text or type(exc).__name__
-    if api_key:
-        text = text.replace(api_key, redaction.MASK)
-    return redaction.redact_text(text)[:600]
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms or Retry-After), if any."""
-    headers = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _end_abandoned_span(call_id: str, exc: AttemptTimeout) -> None:
-    """Close the LLM span of an attempt we stopped waiting for (litellm never reports
-    one it was not allowed to finish), as an error."""
-    if not call_id:
-        return
-    from ..tracing import end_call_span
-
-    end_call_span(call_id, attributes={"error.type": "ModelTimeout"}, error=str(exc))
-
-
-def call_trace_id(call_id: str) -> str | None:
-    """The trace the tracing callback opened for this litellm call (None before any call)."""
-    if not call_id:
-        return None
-    from ..tracing import trace_id_for_call  # imported with litellm's hooks by now
-
-    return trace_id_for_call(call_id)
