@@ -60,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # operating in production
+    "monitor": "llmops_nb.monitoring",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .llm.embeddings import aembed, embed
+    from .monitoring import monitor
     from .prompting import (
         PromptVersion,
         prompt,

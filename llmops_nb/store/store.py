@@ -8,6 +8,7 @@ from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .traces import TraceQueries
@@ -23,5 +24,6 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    MonitorQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
