@@ -69,6 +69,12 @@ def write_calls(calls: list[dict[str, Any]], project: str = "default") -> None:
     get_store().record_spans(spans, deltas)
 
 
+def lo_sum(column: str) -> Any:
+    import polars as pl
+
+    return pl.col(column).sum()
+
+
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
@@ -153,6 +159,15 @@ def test_buckets_groups_and_percentiles(store_url: str) -> None:
     assert h2["p50_ms"] == pytest.approx(nearest_rank(second[:8], 0.5), rel=0.06)
     assert h2["p95_ms"] == 270.0 and rows[1]["p95_ms"] == 2000.0
 
+    # whole hours come from the hour rollup, the minutes at either end from the minute one
+    partial = lo.monitor(
+        since=HOUR + dt.timedelta(minutes=6), until=HOUR + dt.timedelta(hours=2, minutes=5)
+    )
+    assert partial.group_by("bucket").agg(calls=lo_sum("calls")).sort("bucket").rows() == [
+        (HOUR, 4),
+        (HOUR + dt.timedelta(hours=1), 10),
+    ]
+
     by_prompt = lo.monitor(since=HOUR, every="1d", by="prompt", until=HOUR + dt.timedelta(days=1))
     assert dict(zip(by_prompt["prompt"], by_prompt["calls"], strict=True)) == {
         "faq@1": 10,
@@ -191,9 +206,11 @@ def test_spans_stored_before_the_migration_are_counted(llmops_home: Any) -> None
     store = get_store()
     with store.engine.begin() as conn:  # as if the spans predate the rollup
         conn.execute(text("DELETE FROM llm_rollup"))
+        conn.execute(text("DELETE FROM llm_rollup_hour"))
         from llmops_nb.store.monitoring import backfill_rollup
 
-        conn.execute(text(backfill_rollup(conn.dialect.name)))
+        for statement in backfill_rollup(conn.dialect.name):
+            conn.execute(text(statement))
     stats = window_stats("1h", until=HOUR + dt.timedelta(minutes=5))
     assert (stats["calls"], stats["p50_ms"], stats["p95_ms"]) == (2, 40.0, 60.0)
 
