@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "LLMOpsError": "llmops_nb.errors",
     # operating in production
     "monitor": "llmops_nb.monitoring",
+    "dashboard": "llmops_nb.display",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
+    from .display import dashboard
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
