@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+from .audit import audit  # light; bound now: the submodule `audit` would shadow its function
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -63,6 +64,8 @@ _EXPORTS: dict[str, str] = {
     # operating in production
     "monitor": "llmops_nb.monitoring",
     "dashboard": "llmops_nb.display",
+    # operations: audit log
+    "audit": "llmops_nb.audit",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]

@@ -32,7 +32,7 @@ from . import models as m
 
 T = TypeVar("T")
 
-HEAD_REVISION = "0003_monitor"
+HEAD_REVISION = "0003_ops"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 LOCK_WAIT_S = 10.0

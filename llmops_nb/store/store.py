@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit import AuditQueries
 from .browse import BrowseQueries
 from .cache import CacheQueries
 from .datasets import DatasetQueries
@@ -25,5 +26,6 @@ class Store(
     FinetuneQueries,
     IndexQueries,
     MonitorQueries,
+    AuditQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
