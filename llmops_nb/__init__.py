@@ -64,8 +64,10 @@ _EXPORTS: dict[str, str] = {
     # operating in production
     "monitor": "llmops_nb.monitoring",
     "dashboard": "llmops_nb.display",
-    # operations: audit log
+    # operations: audit log, model aliases
     "audit": "llmops_nb.audit",
+    "set_model_alias": "llmops_nb.registry",
+    "rollback_model": "llmops_nb.registry",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -91,7 +93,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
-    from .registry import ModelVersion, lineage, model, models
+    from .registry import ModelVersion, lineage, model, models, rollback_model, set_model_alias
     from .reporting import report
     from .retrieval import index, indexes
     from .tracing import get_trace, last_trace, span, trace, traces

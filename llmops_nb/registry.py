@@ -24,7 +24,17 @@ if TYPE_CHECKING:
     from .store import Store
     from .store import models as m
 
-__all__ = ["Lineage", "ModelVersion", "lineage", "model", "models", "register_model"]
+__all__ = [
+    "Lineage",
+    "ModelVersion",
+    "lineage",
+    "model",
+    "model_aliases",
+    "models",
+    "register_model",
+    "rollback_model",
+    "set_model_alias",
+]
 
 _PREFIX = "local/"
 
@@ -190,23 +200,32 @@ def _no_dataset(version_id: int) -> str:
     return f"there is no dataset version with id {version_id} (lo.dataset(NAME, data) stores one)"
 
 
-def parse_model_ref(ref: str) -> tuple[str, int | None]:
-    """'local/name@3', 'name@3' or 'name' -> (name, version or None for the latest)."""
+def parse_model_ref(ref: str, *, project: str | None = None) -> tuple[str, int | None]:
+    """'local/name@3', 'name@3', 'name@production' or 'name' -> (name, version or None for
+    the latest); an alias resolves to the version it points at now."""
     bare = ref.strip().removeprefix(_PREFIX)
     name, _, tag = bare.partition("@")
-    tag = tag.removeprefix("v")
-    if tag and not tag.isdigit():
+    number = tag.removeprefix("v")
+    if tag and not number.isdigit() and not config.NAME_PATTERN.match(tag):
         raise ModelRegistryError(
-            f"invalid model reference {ref!r}: use 'name', 'name@N' or 'local/name@N'"
+            f"invalid model reference {ref!r}: use 'name', 'name@N', 'name@alias' or "
+            "'local/name@N'"
         )
     config.check_name("model", name)
-    return name, int(tag) if tag else None
+    if not tag or tag == "latest":
+        return name, None
+    if number.isdigit():
+        return name, int(number)
+    if builtin_models.is_builtin(name):
+        raise NotFound(f"local/{name} is a built-in base and has no aliases")
+    project = project or config.current_project()
+    return name, _store().resolve_model_alias(project, name, tag)
 
 
 def model(ref: str, *, project: str | None = None) -> ModelVersion:
     """`lo.model("support-ft@2")`: one registered version (the latest without `@N`)."""
     project = project or config.current_project()
-    name, version = parse_model_ref(ref)
+    name, version = parse_model_ref(ref, project=project)
     if builtin_models.is_builtin(name):
         if version is not None:
             raise NotFound(f"local/{name} is a built-in base and has no versions")
@@ -288,7 +307,7 @@ def lineage(ref: str, *, project: str | None = None) -> Lineage:
     version ran the one that was the latest when the run started.
     """
     project = project or config.current_project()
-    pinned = parse_model_ref(ref)[1] is not None
+    pinned = parse_model_ref(ref, project=project)[1] is not None
     version = model(ref, project=project)
     if version.builtin:
         raise ModelRegistryError(
@@ -379,3 +398,54 @@ def _builtin_version(base: builtin_models.BuiltinModel) -> ModelVersion:
         created=None,
         builtin=True,
     )
+
+
+# --- model aliases -------------------------------------------------------------------
+
+
+def _check_alias(alias: str) -> str:
+    config.check_name("alias", alias)
+    if alias == "latest" or (alias[:1] == "v" and alias[1:].isdigit()):
+        raise ModelRegistryError(
+            f"{alias!r} cannot be a model alias: it reads as a version ('latest', 'vN')"
+        )
+    return alias
+
+
+def set_model_alias(
+    name: str, alias: str, version: int, *, project: str | None = None, reason: str | None = None
+) -> str:
+    """`lo.set_model_alias("support-ft", "production", 2)`: `local/support-ft@production`
+    then runs v2. Every move is kept (for `rollback_model`) and audited."""
+    project = project or config.current_project()
+    name = parse_model_ref(name, project=project)[0]
+    _check_alias(alias)
+    if builtin_models.is_builtin(name):
+        raise ModelRegistryError(f"local/{name} is a built-in base: it has no versions to alias")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelRegistryError(f"a model alias points at a version number, not {version!r}")
+    before, after = _store().set_model_alias(
+        project, name, alias, version, config.author(), reason
+    )
+    if before == after:
+        return f"local/{name}@{alias} is already v{after}"
+    was = f" (was v{before})" if before is not None else ""
+    return f"local/{name}@{alias} -> v{after}{was}"
+
+
+def rollback_model(
+    name: str, alias: str, *, project: str | None = None, reason: str | None = None
+) -> str:
+    """`lo.rollback_model("support-ft", "production")`: the alias goes back to the version
+    it pointed at before its last move (repeatable, like undo)."""
+    project = project or config.current_project()
+    name = parse_model_ref(name, project=project)[0]
+    _check_alias(alias)
+    before, after = _store().rollback_model_alias(project, name, alias, config.author(), reason)
+    return f"local/{name}@{alias} rolled back: v{before} -> v{after}"
+
+
+def model_aliases(name: str, *, project: str | None = None) -> dict[str, int]:
+    """alias -> version of registered model NAME."""
+    project = project or config.current_project()
+    return _store().model_aliases(project, parse_model_ref(name, project=project)[0])

@@ -70,6 +70,8 @@ def resolve(spec: str, project: str | None = None) -> ModelSource:
     if path.is_dir():
         return _source_for_dir(spec, path.resolve())
     name, _, version = spec.partition("@")
+    if NAME_PATTERN.match(name) and NAME_PATTERN.match(version):  # local/name@alias
+        return _registered(spec, name, _aliased(spec, name, version, project), project, path)
     if NAME_PATTERN.match(name) and (not version or version.isdigit()):
         return _registered(spec, name, int(version) if version else None, project, path)
     if "/" in spec and not spec.startswith(("/", ".", "~")):
@@ -78,6 +80,16 @@ def resolve(spec: str, project: str | None = None) -> ModelSource:
         f"cannot find local model {spec!r}: there is no directory {str(path.absolute())!r}. "
         "Use local/<path to a Hugging Face model directory>, or a name from lo.models()."
     )
+
+
+def _aliased(spec: str, name: str, alias: str, project: str | None) -> int:
+    """The version `local/NAME@ALIAS` points at now (an alias moves between requests)."""
+    from ..store import get_store
+
+    try:
+        return get_store().resolve_model_alias(project or current_project(), name, alias)
+    except NotFound as exc:
+        raise LocalModelError(f"cannot find local model {spec!r}: {exc}") from None
 
 
 def _registered(

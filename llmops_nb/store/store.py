@@ -9,6 +9,7 @@ from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .model_aliases import ModelAliasQueries
 from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
@@ -27,5 +28,6 @@ class Store(
     IndexQueries,
     MonitorQueries,
     AuditQueries,
+    ModelAliasQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
