@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
-from .audit import audit  # light; bound now: the submodule `audit` would shadow its function
+# Submodules named like their function: bound now (both are light), or importing the
+# submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
+from .alerts import alerts
+from .audit import audit
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -68,11 +71,15 @@ _EXPORTS: dict[str, str] = {
     "audit": "llmops_nb.audit",
     "set_model_alias": "llmops_nb.registry",
     "rollback_model": "llmops_nb.registry",
+    "alert": "llmops_nb.alerts",
+    "alerts": "llmops_nb.alerts",
+    "check_alerts": "llmops_nb.alerts",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .alerts import alert, check_alerts
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset

@@ -1,4 +1,4 @@
-"""`llmops-nb`: the command line (demo, eval, report)."""
+"""`llmops-nb`: the command line (demo, eval, report, monitor)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,26 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def monitor_check(args: argparse.Namespace) -> int:
+    """Print the alerts that fire now, one line each; 1 when any fired, else 0."""
+    from .alerts import check_alerts
+    from .errors import LLMOpsError
+
+    if not args.check:
+        print("llmops-nb monitor: pass --check to evaluate the alert rules", file=sys.stderr)
+        return 2
+    try:
+        fired = check_alerts(project=args.project)
+    except LLMOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for firing in fired:
+        print(firing.line())
+    if not fired:
+        print("no alert fired")
+    return 1 if fired else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmops-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("-o", "--output", help="the HTML file (default: NB.report.html)")
     p_report.add_argument("--no-code", action="store_true", help="hide the code cells' source")
     p_report.add_argument("--project", help="project for prompts the outputs name without one")
+    p_monitor = sub.add_parser("monitor", help="check the alert rules, for cron or CI")
+    p_monitor.add_argument(
+        "--check", action="store_true", help="evaluate every rule; exit 1 when any fired"
+    )
+    p_monitor.add_argument("--project", help="the project whose rules to check (default: current)")
     from .evals import gate
 
     gate.add_parser(sub)
@@ -91,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     if args.command == "eval":
         return gate.main(args)
+    if args.command == "monitor":
+        return monitor_check(args)
     return 2
 
 

@@ -373,8 +373,39 @@ def load(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     runtime.watch_imports()  # trace litellm calls even when user code imports litellm itself
+    _watch_alerts(ipython, on=True)
     print(banner())
 
 
 def unload(ipython: Any) -> None:
     ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, LLMOps)]
+    _watch_alerts(ipython, on=False)
+
+
+_alert_watch: Any = None
+
+
+def show_fired_alerts(*_: Any) -> None:
+    """post_run_cell: one warning line per alert that fired since the last cell."""
+    import html
+
+    from IPython.display import display
+
+    for firing in _alert_watch.poll() if _alert_watch is not None else []:
+        line = f"\u26a0 {firing.line()}"
+        style = "color:#92400e;background:#fef3c7;padding:2px 6px;font-family:monospace"
+        display(
+            {"text/plain": line, "text/html": f'<div style="{style}">{html.escape(line)}</div>'},
+            raw=True,
+        )
+
+
+def _watch_alerts(ipython: Any, on: bool) -> None:
+    global _alert_watch
+    from .alerts import AlertWatch
+
+    if show_fired_alerts in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.unregister("post_run_cell", show_fired_alerts)
+    if on:
+        _alert_watch = _alert_watch or AlertWatch()
+        ipython.events.register("post_run_cell", show_fired_alerts)

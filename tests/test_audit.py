@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select
 import llmops_nb as lo
 from llmops_nb import registry
 from llmops_nb.audit import AuditError, record
+from llmops_nb.monitoring import InvalidDuration
 from llmops_nb.store import Store, get_store
 from llmops_nb.store import models as m
 from llmops_nb.store.base import MIGRATIONS_DIR
@@ -73,9 +74,9 @@ def test_bad_input_is_one_clear_message_and_writes_nothing(store_url: str) -> No
         record("alias deleted", "x")
     with pytest.raises(AuditError, match="unknown audit action"):
         lo.audit(action="edited")
-    with pytest.raises(AuditError, match="neither a duration nor a date"):
+    with pytest.raises(InvalidDuration, match="neither a duration .* nor an ISO date"):
         lo.audit(since="last tuesday")
-    with pytest.raises(AuditError, match="neither a duration nor a date"):
+    with pytest.raises(InvalidDuration, match="neither a duration .* nor an ISO date"):
         lo.audit(since="-3d")
     assert _events() == before
 

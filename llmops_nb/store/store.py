@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .alerts import AlertQueries
 from .audit import AuditQueries
 from .browse import BrowseQueries
 from .cache import CacheQueries
@@ -29,5 +30,6 @@ class Store(
     MonitorQueries,
     AuditQueries,
     ModelAliasQueries,
+    AlertQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
