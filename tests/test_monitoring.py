@@ -276,9 +276,16 @@ async def test_the_panel_and_the_ops_endpoint_are_one_view(jp_fetch: Any, store_
     import json
 
     scope = _traffic()
+    lo.alert("slow", "p95_ms > 2000", window="1h", model=MODEL)
+    lo.register_prompt("support_reply", "Answer {{question}} <b>kindly</b>")
     panel = lo.dashboard(**scope, every="1h")
     response = await jp_fetch("llmops-nb", "api", "ops", params={**scope, "every": "1h"})
     assert json.loads(response.body) == panel.view
+    alerts, audit = panel.view["sections"][1:]
+    assert [(r["name"], r["condition"], r["model"], r["firings"]) for r in alerts["rows"]] == [
+        ("slow", "p95_ms > 2000", MODEL, 0)
+    ]
+    assert audit["id"] == "audit" and "support_reply" in {r["target"] for r in audit["rows"]}
     section = panel.view["sections"][0]
     assert section["id"] == "dashboard" and section["by"] == "model"
     frame = lo.monitor(**scope)
@@ -313,6 +320,7 @@ def test_static_dashboard_shows_totals_and_svg_charts_escaped() -> None:
     page = data["text/html"]
     assert "<b>ft</b>" not in page and "local/&lt;b&gt;ft&lt;/b&gt;" in page
     assert page.count("<svg") == 1 and "<script" not in page
+    assert "<h4>Alerts</h4>" in page and "<h4>Audit log</h4>" in page
     for title in ("Calls", "Error rate", "p95 latency", "Cost", "Cache hit rate"):
         assert title in page  # one chart per metric, titled, in the SVG
     row = page.split(f'data-group="{MODEL}"', 1)[1].split("</tr>", 1)[0]

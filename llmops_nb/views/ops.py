@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import config, monitoring
 
-__all__ = ["METRICS", "dashboard_section", "ops_view"]
+__all__ = ["METRICS", "alerts_section", "audit_section", "dashboard_section", "ops_view"]
 
 METRICS: list[dict[str, str]] = [
     {"key": "calls", "title": "Calls", "format": "count"},
@@ -22,6 +22,7 @@ METRICS: list[dict[str, str]] = [
 """The charts over time, in order, and how their values are written."""
 
 MAX_BUCKETS = 2000  # rows of the series a face receives (a week of hours is 168 per group)
+MAX_EVENTS = 50  # audit events and alert firings listed, latest first
 
 
 def ops_view(
@@ -38,8 +39,60 @@ def ops_view(
     return {
         "kind": "ops",
         "project": project,
-        "sections": [dashboard_section(since, every, by, model, prompt, project, until)],
+        "sections": [
+            dashboard_section(since, every, by, model, prompt, project, until),
+            alerts_section(project),
+            audit_section(project),
+        ],
     }
+
+
+def _table(
+    section_id: str, title: str, columns: list[tuple[str, str]], rows: list[dict[str, Any]],
+    empty: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A plain section: rows of text values under titled columns (what the faces list)."""
+    return {
+        "id": section_id,
+        "title": title,
+        "columns": [{"key": k, "title": t} for k, t in columns],
+        "rows": [{k: _text(row.get(k)) for k, _ in columns} for row in rows],
+        "empty": empty,
+    }
+
+
+def _text(value: Any) -> str | int | None:
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, _dt.datetime):
+        return _iso(value)
+    return str(value)
+
+
+def alerts_section(project: str) -> dict[str, Any]:
+    """The project's alert rules, with how often and when each last fired."""
+    from ..alerts import alerts
+
+    rules = alerts(project=project).rows(named=True)
+    columns = [
+        ("name", "alert"), ("condition", "condition"), ("window", "window"),
+        ("model", "model"), ("prompt", "prompt"), ("rollback", "rollback"),
+        ("firings", "firings"), ("last_fired", "last fired"),
+    ]  # fmt: skip
+    empty = 'No alert rules: lo.alert("slow", "p95_ms > 2000", window="1h").'
+    return _table("alerts", "Alerts", columns, rules, empty)
+
+
+def audit_section(project: str) -> dict[str, Any]:
+    """The latest entries of the project's audit log (append-only), newest first."""
+    from ..audit import audit
+
+    events = audit(project=project).tail(MAX_EVENTS).reverse().rows(named=True)
+    columns = [
+        ("when", "when"), ("who", "who"), ("action", "action"), ("target", "target"),
+        ("from", "from"), ("to", "to"), ("reason", "reason"),
+    ]  # fmt: skip
+    return _table("audit", "Audit log", columns, events, "No audited changes yet.")
 
 
 def dashboard_section(

@@ -150,4 +150,23 @@ def static_html(view: dict[str, Any], charts: list[str] | None = None) -> str:
     if charts is None:
         charts = chart_svgs(view)
     figures = "".join(f'<div class="lonb-ops-chart">{c}</div>' for c in charts)
-    return f'<div class="lonb-panel lonb-ops"><style>{css}</style>{head}{table}{figures}</div>'
+    others = "".join(_plain_html(s) for s in view.get("sections", []) if s.get("id") != "dashboard")
+    return (
+        f'<div class="lonb-panel lonb-ops"><style>{css}</style>{head}{table}{figures}{others}</div>'
+    )
+
+
+def _plain_html(section: dict[str, Any]) -> str:
+    """A plain section (alerts, the audit log) as an escaped table."""
+    title = f"<h4>{_e(section.get('title'))}</h4>"
+    rows, columns = section.get("rows") or [], section.get("columns") or []
+    if not rows:
+        return f'{title}<p class="lonb-muted">{_e(section.get("empty"))}</p>'
+    head = "".join(f"<th>{_e(c['title'])}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(r.get(c['key']))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return (
+        f'{title}<table class="lonb-table lonb-ops-{_e(section.get("id"))}">'
+        f"<tr>{head}</tr>{body}</table>"
+    )

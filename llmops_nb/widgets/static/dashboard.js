@@ -59,6 +59,24 @@ function draw(el, view, charts) {
     }
     root.appendChild(box);
   }
+  for (const other of (view.sections || []).filter((s) => s.id !== "dashboard")) {
+    root.appendChild(h("h4", "", other.title));
+    const rows = other.rows || [], columns = other.columns || [];
+    if (!rows.length) {
+      root.appendChild(h("p", "lonb-muted", other.empty));
+      continue;
+    }
+    const table = h("table", `lonb-table lonb-ops-${other.id}`);
+    const tr = h("tr");
+    for (const c of columns) tr.appendChild(h("th", "", c.title));
+    table.appendChild(tr);
+    for (const row of rows) {
+      const r = h("tr");
+      for (const c of columns) r.appendChild(h("td", "", row[c.key] ?? "–"));
+      table.appendChild(r);
+    }
+    root.appendChild(table);
+  }
   el.replaceChildren(root);
 }
 
