@@ -233,14 +233,19 @@ export class OpsView extends View {
             `${(((t - t0) / Math.max(1, t1 - t0)) * (W - 8) + 4).toFixed(1)},` +
             `${(H - 4 - (v / top) * (H - 8)).toFixed(1)}`
         );
+      const colour = COLOURS[i % COLOURS.length];
       chart.appendChild(
         svg('polyline', {
           points: points.join(' '),
           fill: 'none',
-          stroke: COLOURS[i % COLOURS.length],
+          stroke: colour,
           'stroke-width': 1.5
         })
       );
+      for (const point of points) {
+        const [cx, cy] = point.split(',');
+        chart.appendChild(svg('circle', { cx, cy, r: 2.5, fill: colour }));
+      }
     });
     return h('figure', { cls: 'llmops-ops-figure', attrs: { 'data-metric': String(metric.key) } }, [
       h('figcaption', {}, [`${metric.title} (max ${formatValue(top, metric.format)})`]),
