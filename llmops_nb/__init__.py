@@ -16,11 +16,6 @@ from ._version import __version__
 from .alerts import alerts
 from .audit import audit
 
-# Submodules named like their function: bound now (both are light), or importing the
-# submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
-from .alerts import alerts
-from .audit import audit
-
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # store and projects
@@ -77,6 +72,9 @@ _EXPORTS: dict[str, str] = {
     "GuardBlocked": "llmops_nb.guardrails",
     "drift": "llmops_nb.drifting",
     "DriftResult": "llmops_nb.drifting",
+    # operating in production
+    "monitor": "llmops_nb.monitoring",
+    "dashboard": "llmops_nb.display",
     # operations: audit log, model aliases
     "audit": "llmops_nb.audit",
     "set_model_alias": "llmops_nb.registry",
@@ -84,8 +82,6 @@ _EXPORTS: dict[str, str] = {
     "alert": "llmops_nb.alerts",
     "alerts": "llmops_nb.alerts",
     "check_alerts": "llmops_nb.alerts",
-    # operating in production
-    "monitor": "llmops_nb.monitoring",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -96,6 +92,7 @@ if TYPE_CHECKING:
     from .config import current_project, set_project
     from .datasets import dataset
     from .drifting import DriftResult, drift
+    from .display import dashboard
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes

@@ -17,6 +17,7 @@ from . import config
 __all__ = [
     "PANELS",
     "eval_panel",
+    "dashboard",
     "finetune_panel",
     "panel",
     "prompt_panel",
@@ -58,6 +59,23 @@ def finetune_panel(job: Any) -> Any:
     from .widgets.finetune_panel import FineTunePanel
 
     return FineTunePanel(job)
+
+
+def dashboard(
+    since: Any = "7d",
+    every: Any = "1h",
+    by: str = "model",
+    model: str | None = None,
+    prompt: str | None = None,
+    project: str | None = None,
+    until: Any = None,
+) -> Any:
+    """`lo.dashboard`: the ops dashboard panel (charts over time, static SVG fallback) of
+    the LLM calls, the same view as the sidebar's Ops tab (`views.ops.ops_view`)."""
+    from .views.ops import ops_view
+    from .widgets.dashboard import OpsDashboard
+
+    return OpsDashboard(ops_view(since, every, by, model, prompt, project, until))
 
 
 def show_finetune(job: Any) -> None:

@@ -24,7 +24,15 @@ from .errors import LLMOpsError
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["InvalidDuration", "monitor", "parse_duration", "parse_since", "window_stats"]
+__all__ = [
+    "InvalidDuration",
+    "InvalidMonitorQuery",
+    "monitor",
+    "parse_duration",
+    "parse_since",
+    "totals",
+    "window_stats",
+]
 
 GROUPS = ("model", "prompt", "project")
 STAT_KEYS = (
@@ -107,11 +115,33 @@ def monitor(
     `project` defaults to the current project, except with `by="project"`, which
     compares every project. `prompt` "name" covers all its versions, "name@2" one.
     """
-    import polars as pl
-
     if by not in GROUPS:
         raise InvalidMonitorQuery(f"by={by!r}: group by one of {', '.join(GROUPS)}")
     rows = _buckets(since, every, by, model, prompt, project, until, name="since")
+    return _frame(rows, by, with_bucket=True)
+
+
+def totals(
+    since: str | _dt.datetime | _dt.date | _dt.timedelta = "7d",
+    by: str = "model",
+    model: str | None = None,
+    prompt: str | None = None,
+    project: str | None = None,
+    until: str | _dt.datetime | _dt.date | None = None,
+) -> pl.DataFrame:
+    """`monitor` over the whole range: one row per group (no bucket column)."""
+    if by not in GROUPS:
+        raise InvalidMonitorQuery(f"by={by!r}: group by one of {', '.join(GROUPS)}")
+    rows = _buckets(since, _WHOLE_RANGE, by, model, prompt, project, until, name="since")
+    return _frame(rows, by, with_bucket=False)
+
+
+_WHOLE_RANGE = _dt.timedelta(days=100_000)  # one bucket from the epoch on
+
+
+def _frame(rows: list[dict[str, Any]], by: str, *, with_bucket: bool) -> pl.DataFrame:
+    import polars as pl
+
     columns: dict[str, list[Any]] = {"bucket": [], by: []}
     for key in STAT_KEYS:
         columns[key] = []
@@ -133,6 +163,8 @@ def monitor(
         "cost": pl.Float64,
         "cache_hit_rate": pl.Float64,
     }
+    if not with_bucket:
+        del columns["bucket"], schema["bucket"]
     return pl.DataFrame(columns, schema=schema)
 
 
@@ -178,7 +210,7 @@ def _buckets(
     from .store import get_store
     from .tracing.reading import _flush_for_reader
 
-    end = until if isinstance(until, _dt.datetime) else _until(until)
+    end = _until(until)
     start = parse_since(since, end, name=name)
     step = parse_duration(every, name="every")
     if start >= end:

@@ -69,6 +69,12 @@ def write_calls(calls: list[dict[str, Any]], project: str = "default") -> None:
     get_store().record_spans(spans, deltas)
 
 
+def lo_sum(column: str) -> Any:
+    import polars as pl
+
+    return pl.col(column).sum()
+
+
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
@@ -153,6 +159,15 @@ def test_buckets_groups_and_percentiles(store_url: str) -> None:
     assert h2["p50_ms"] == pytest.approx(nearest_rank(second[:8], 0.5), rel=0.06)
     assert h2["p95_ms"] == 270.0 and rows[1]["p95_ms"] == 2000.0
 
+    # whole hours come from the hour rollup, the minutes at either end from the minute one
+    partial = lo.monitor(
+        since=HOUR + dt.timedelta(minutes=6), until=HOUR + dt.timedelta(hours=2, minutes=5)
+    )
+    assert partial.group_by("bucket").agg(calls=lo_sum("calls")).sort("bucket").rows() == [
+        (HOUR, 4),
+        (HOUR + dt.timedelta(hours=1), 10),
+    ]
+
     by_prompt = lo.monitor(since=HOUR, every="1d", by="prompt", until=HOUR + dt.timedelta(days=1))
     assert dict(zip(by_prompt["prompt"], by_prompt["calls"], strict=True)) == {
         "faq@1": 10,
@@ -191,9 +206,11 @@ def test_spans_stored_before_the_migration_are_counted(llmops_home: Any) -> None
     store = get_store()
     with store.engine.begin() as conn:  # as if the spans predate the rollup
         conn.execute(text("DELETE FROM llm_rollup"))
+        conn.execute(text("DELETE FROM llm_rollup_hour"))
         from llmops_nb.store.monitoring import backfill_rollup
 
-        conn.execute(text(backfill_rollup(conn.dialect.name)))
+        for statement in backfill_rollup(conn.dialect.name):
+            conn.execute(text(statement))
     stats = window_stats("1h", until=HOUR + dt.timedelta(minutes=5))
     assert (stats["calls"], stats["p50_ms"], stats["p95_ms"]) == (2, 40.0, 60.0)
 
@@ -234,3 +251,79 @@ def test_bad_durations_are_one_clear_message() -> None:
     with pytest.raises(monitoring.InvalidMonitorQuery, match="by='team'"):
         lo.monitor(by="team")
     assert lo.monitor(since="2026-11-01")["calls"].to_list() == []
+
+
+# --- the dashboard: the panel and the sidebar's Ops tab show one view -------------------
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"llmops_nb": True}}}
+
+
+def _traffic() -> dict[str, str]:
+    write_calls(
+        [{"start": HOUR + dt.timedelta(minutes=i), "latency_ms": 100.0 + i} for i in range(4)]
+        + [
+            {"start": HOUR + dt.timedelta(hours=1), "latency_ms": 300.0, "error": True,
+             "model": "local/<b>ft</b>"}
+        ]
+    )  # fmt: skip
+    return {"since": HOUR.isoformat(), "until": (HOUR + dt.timedelta(hours=2)).isoformat()}
+
+
+async def test_the_panel_and_the_ops_endpoint_are_one_view(jp_fetch: Any, store_url: str) -> None:
+    import json
+
+    scope = _traffic()
+    lo.alert("slow", "p95_ms > 2000", window="1h", model=MODEL)
+    lo.register_prompt("support_reply", "Answer {{question}} <b>kindly</b>")
+    panel = lo.dashboard(**scope, every="1h")
+    response = await jp_fetch("llmops-nb", "api", "ops", params={**scope, "every": "1h"})
+    assert json.loads(response.body) == panel.view
+    alerts, audit = panel.view["sections"][1:]
+    assert [(r["name"], r["condition"], r["model"], r["firings"]) for r in alerts["rows"]] == [
+        ("slow", "p95_ms > 2000", MODEL, 0)
+    ]
+    assert audit["id"] == "audit" and "support_reply" in {r["target"] for r in audit["rows"]}
+    section = panel.view["sections"][0]
+    assert section["id"] == "dashboard" and section["by"] == "model"
+    frame = lo.monitor(**scope)
+    assert [(r["group"], r["calls"], r["p95_ms"]) for r in section["series"]] == list(
+        zip(frame["model"], frame["calls"], frame["p95_ms"], strict=True)
+    )
+    totals = {r["group"]: (r["calls"], r["errors"]) for r in section["totals"]}
+    assert totals == {MODEL: (4, 0), "local/<b>ft</b>": (1, 1)}
+
+
+async def test_the_ops_endpoint_rejects_a_bad_duration(jp_fetch: Any) -> None:
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("llmops-nb", "api", "ops", params={"since": "soon"})
+    assert info.value.code == 400
+    assert "since='soon'" in json_message(info.value)
+
+
+def json_message(exc: Any) -> str:
+    import json
+
+    return json.loads(exc.response.body)["message"]
+
+
+def test_static_dashboard_shows_totals_and_svg_charts_escaped() -> None:
+    from llmops_nb.widgets.dashboard import static_html, summary_text
+
+    scope = _traffic()
+    panel = lo.dashboard(**scope, every="1h")
+    data, _ = panel._repr_mimebundle_()
+    page = data["text/html"]
+    assert "<b>ft</b>" not in page and "local/&lt;b&gt;ft&lt;/b&gt;" in page
+    assert page.count("<svg") == 1 and "<script" not in page
+    assert "<h4>Alerts</h4>" in page and "<h4>Audit log</h4>" in page
+    for title in ("Calls", "Error rate", "p95 latency", "Cost", "Cache hit rate"):
+        assert title in page  # one chart per metric, titled, in the SVG
+    row = page.split(f'data-group="{MODEL}"', 1)[1].split("</tr>", 1)[0]
+    assert '<td data-key="calls">4</td>' in row and '<td data-key="p95_ms">103 ms</td>' in row
+    assert "local/<b>ft</b>: calls 1, errors 1, error rate 100.0%" in summary_text(panel.view)
+    assert static_html(panel.view, []) != page  # the charts are part of the fallback

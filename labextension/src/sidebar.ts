@@ -6,6 +6,7 @@ import { clear, h, message } from './dom';
 import { EvalsView } from './evals';
 import { FinetunesView } from './finetunes';
 import { IndexesView } from './indexes';
+import { OpsView } from './ops';
 import { ChangePoller } from './poller';
 import { PromptsView } from './prompts';
 import { TracesView } from './traces';
@@ -19,7 +20,8 @@ export class Sidebar extends BoxPanel {
     new EvalsView(traceId => this.openTrace(traceId)),
     this.traces,
     new FinetunesView(),
-    new IndexesView()
+    new IndexesView(),
+    new OpsView()
   ];
   private project = 'default';
   private marker: string | null = null;

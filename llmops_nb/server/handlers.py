@@ -521,6 +521,29 @@ class IndexesHandler(BaseHandler):
         self.reply(p.page([p.jsonable(r) for r in rows], total, limit, offset))
 
 
+def _ops_view(project: str, since: str, every: str, by: str, until: str | None) -> dict[str, Any]:
+    from ..monitoring import InvalidDuration, InvalidMonitorQuery
+    from ..views.ops import ops_view
+
+    try:
+        return ops_view(since=since, every=every, by=by, project=project, until=until)
+    except (InvalidDuration, InvalidMonitorQuery) as exc:
+        raise BadParam(str(exc)) from None
+
+
+class OpsHandler(BaseHandler):
+    """The Ops tab: `views.ops.ops_view` (the dashboard's sections), as `lo.dashboard` shows."""
+
+    @tornado.web.authenticated
+    @api
+    async def get(self) -> None:
+        since = self.str_arg("since") or "7d"
+        every = self.str_arg("every") or "1h"
+        by = self.str_arg("by") or "model"
+        until = self.str_arg("until")
+        self.reply(await self.query(_ops_view, self.project(), since, every, by, until))
+
+
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("projects", ProjectsHandler),
     ("changes", ChangesHandler),
@@ -539,6 +562,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("finetunes/([^/]+)/metrics", FinetuneMetricsHandler),
     ("models", ModelsHandler),
     ("indexes", IndexesHandler),
+    ("ops", OpsHandler),
 ]
 
 

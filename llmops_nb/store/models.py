@@ -369,6 +369,50 @@ class ApiKey(SQLModel, table=True):
     revoked_at: Optional[datetime] = None
 
 
+# --- monitoring ------------------------------------------------------------------------
+
+LATENCY_BINS_PER_DECADE = 10
+LATENCY_EDGES_MS: tuple[float, ...] = tuple(
+    10 ** (k / LATENCY_BINS_PER_DECADE) for k in range(6 * LATENCY_BINS_PER_DECADE + 1)
+)
+"""Latency histogram edges, 1 ms to 1000 s, 10 per decade (each bin about 26 % wide):
+bin 0 holds calls under 1 ms, bin k calls in [edge k-1, edge k), the last bin the rest."""
+LATENCY_BINS = len(LATENCY_EDGES_MS) + 1
+ROLLUP_GRAINS_NS = {"llm_rollup": 60_000_000_000, "llm_rollup_hour": 3_600_000_000_000}
+"""The rollup tables and the period each row covers: a minute, an hour."""
+
+
+def latency_bin_column(k: int) -> str:
+    return f"h{k:02d}"
+
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        SQLModel.metadata,
+        Column("project_id", Integer, ForeignKey("project.id"), primary_key=True),
+        Column("period_ns", BigInteger, primary_key=True),  # UTC start of the minute/hour
+        Column("model", String, primary_key=True),  # "" when the span names none
+        Column("prompt", String, primary_key=True),  # "name@version", "name" or ""
+        Column("calls", Integer, nullable=False),
+        Column("errors", Integer, nullable=False),
+        Column("cache_hits", Integer, nullable=False),
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cost", Float, nullable=False),
+        Column("latency_sum_ms", Float, nullable=False),
+        Column("latency_min_ms", Float, nullable=False),
+        Column("latency_max_ms", Float, nullable=False),
+        *(Column(latency_bin_column(k), Integer, nullable=False) for k in range(LATENCY_BINS)),
+        Index(f"ix_{name}_period", "period_ns"),
+    )
+
+
+llm_rollup = _rollup_table("llm_rollup")
+llm_rollup_hour = _rollup_table("llm_rollup_hour")
+"""Per project, UTC minute (hour), model and prompt: the LLM spans' counts, sums and
+latency histogram, kept by triggers as spans are stored (migration 0003_monitor), so
+monitoring reads minutes and hours, not spans, over millions of calls."""
 # --- operations: audit log, model aliases, alerts -------------------------------------
 
 
@@ -456,42 +500,3 @@ class AlertFiring(SQLModel, table=True):
     message: str = Field(sa_type=Text)
     rollback: Optional[str] = Field(default=None, sa_type=Text)  # "v3 -> v2", or None
     created_at: datetime = Field(default_factory=utcnow)
-
-
-# --- monitoring ------------------------------------------------------------------------
-
-LATENCY_BINS_PER_DECADE = 20
-LATENCY_EDGES_MS: tuple[float, ...] = tuple(
-    10 ** (k / LATENCY_BINS_PER_DECADE) for k in range(6 * LATENCY_BINS_PER_DECADE + 1)
-)
-"""Latency histogram edges, 1 ms to 1000 s, 20 per decade (each bin about 12 % wide):
-bin 0 holds calls under 1 ms, bin k calls in [edge k-1, edge k), the last bin the rest."""
-LATENCY_BINS = len(LATENCY_EDGES_MS) + 1
-
-
-def latency_bin_column(k: int) -> str:
-    return f"h{k:03d}"
-
-
-llm_rollup = Table(
-    "llm_rollup",
-    SQLModel.metadata,
-    Column("project_id", Integer, ForeignKey("project.id"), primary_key=True),
-    Column("minute_ns", BigInteger, primary_key=True),  # UTC minute the calls started in
-    Column("model", String, primary_key=True),  # "" when the span names none
-    Column("prompt", String, primary_key=True),  # "name@version", "name" or ""
-    Column("calls", Integer, nullable=False),
-    Column("errors", Integer, nullable=False),
-    Column("cache_hits", Integer, nullable=False),
-    Column("input_tokens", BigInteger, nullable=False),
-    Column("output_tokens", BigInteger, nullable=False),
-    Column("cost", Float, nullable=False),
-    Column("latency_sum_ms", Float, nullable=False),
-    Column("latency_min_ms", Float, nullable=False),
-    Column("latency_max_ms", Float, nullable=False),
-    *(Column(latency_bin_column(k), Integer, nullable=False) for k in range(LATENCY_BINS)),
-    Index("ix_llm_rollup_minute", "minute_ns"),
-)
-"""Per project, UTC minute, model and prompt: the LLM spans' counts, sums and latency
-histogram, kept by triggers as spans are stored (migration 0003_monitor), so monitoring
-reads minutes, not spans, and answers in milliseconds over millions of calls."""

@@ -1,11 +1,13 @@
-"""Monitoring queries: LLM calls per time bucket and group, from the per-minute rollup.
+"""Monitoring queries: LLM calls per time bucket and group, from the rollup tables.
 
 Aggregating the span table itself means parsing every span's JSON attributes (seconds
-per million spans on SQLite). Instead `llm_rollup` keeps, per project, UTC minute, model
-and prompt, the counts, sums and a latency histogram of the LLM spans; triggers fold each
-span in as it is stored (written here, installed by migration 0003_monitor), so a query
-reads minutes, not spans. The histogram's edges are `models.LATENCY_EDGES_MS`;
-`llmops_nb.monitoring` turns into percentiles.
+per million spans on SQLite). Instead `llm_rollup` (per minute) and `llm_rollup_hour`
+keep, per project, period, model and prompt, the counts, sums and a latency histogram of
+the LLM spans; triggers fold each span in as it is stored (written here, installed by
+migration 0003_monitor). A query reads whole hours from the hour table and the minutes
+at either end from the minute table, so its cost follows the buckets, not the spans.
+The histogram's edges are `models.LATENCY_EDGES_MS`; `llmops_nb.monitoring` turns it
+into percentiles.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from sqlalchemy import text
 from . import models as m
 from .base import StoreBase
 
-MINUTE_NS = 60_000_000_000
+MINUTE_NS = m.ROLLUP_GRAINS_NS["llm_rollup"]
+HOUR_NS = m.ROLLUP_GRAINS_NS["llm_rollup_hour"]
 BIN_COLUMNS = [m.latency_bin_column(k) for k in range(m.LATENCY_BINS)]
 _SUMS = ("calls", "errors", "cache_hits", "input_tokens", "output_tokens", "cost", "latency_sum_ms")
+_COLUMNS = ("project_id", "period_ns", "model", "prompt", *_SUMS, "latency_min_ms",
+            "latency_max_ms", *BIN_COLUMNS)  # fmt: skip
 GROUPS = {"model": "r.model", "prompt": "r.prompt", "project": "p.name", None: "''"}
 
 
 class MonitorQueries(StoreBase):
-    """Aggregates of the LLM spans over time, read from `llm_rollup`."""
+    """Aggregates of the LLM spans over time, read from the rollup tables."""
 
     def monitor_buckets(
         self,
@@ -47,8 +52,8 @@ class MonitorQueries(StoreBase):
         """
         start = since_ns - since_ns % MINUTE_NS
         step = max(MINUTE_NS, every_ns - every_ns % MINUTE_NS)
-        params: dict[str, Any] = {"start": start, "until": until_ns, "step": step}
-        where = ["r.minute_ns >= :start", "r.minute_ns < :until"]
+        params: dict[str, Any] = {"step": step}
+        where = []
         if project is not None:
             where.append("p.name = :project")
             params["project"] = project
@@ -63,35 +68,60 @@ class MonitorQueries(StoreBase):
                 where.append("(r.prompt = :prompt OR r.prompt LIKE :versions ESCAPE '\\')")
                 escaped = prompt.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 params["versions"] = escaped + "@%"
+        parts = []
+        for i, (table, lo, hi) in enumerate(_periods(start, until_ns, step)):
+            params[f"lo{i}"], params[f"hi{i}"] = lo, hi
+            parts.append(f"SELECT * FROM {table} WHERE period_ns >= :lo{i} AND period_ns < :hi{i}")
+        if not parts:
+            return []
         sums = ", ".join(f"sum(r.{c}) AS {c}" for c in (*_SUMS, *BIN_COLUMNS))
         sql = (
-            "SELECT (r.minute_ns / :step) * :step AS bucket_ns, "
+            "SELECT (r.period_ns / :step) * :step AS bucket_ns, "
             f"{GROUPS[by]} AS key, {sums}, min(r.latency_min_ms) AS latency_min_ms, "
             "max(r.latency_max_ms) AS latency_max_ms "
-            "FROM llm_rollup r JOIN project p ON p.id = r.project_id "
-            f"WHERE {' AND '.join(where)} GROUP BY {'1, 2' if by else '1'} ORDER BY 1, 2"
+            f"FROM ({' UNION ALL '.join(parts)}) r JOIN project p ON p.id = r.project_id "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"GROUP BY {'1, 2' if by else '1'} ORDER BY 1, 2"
         )
         with self.session() as s:
-            rows = s.execute(text(sql), params).mappings().all()
+            rows = s.execute(text(sql), params).all()
         out = []
+        n = len(_SUMS)
         for row in rows:
-            item = {c: row[c] for c in ("bucket_ns", "key", *_SUMS)}
-            item["bucket_ns"] = int(item["bucket_ns"])
-            for c in _SUMS:
-                item[c] = (float if c in ("cost", "latency_sum_ms") else int)(item[c] or 0)
-            item["latency_min_ms"] = float(row["latency_min_ms"])
-            item["latency_max_ms"] = float(row["latency_max_ms"])
-            item["bins"] = [int(row[c] or 0) for c in BIN_COLUMNS]
+            item: dict[str, Any] = {"bucket_ns": int(row[0]), "key": row[1]}
+            for c, value in zip(_SUMS, row[2 : 2 + n], strict=True):
+                item[c] = (float if c in ("cost", "latency_sum_ms") else int)(value or 0)
+            item["bins"] = [int(v or 0) for v in row[2 + n : -2]]
+            item["latency_min_ms"] = float(row[-2])
+            item["latency_max_ms"] = float(row[-1])
             out.append(item)
         return out
+
+
+def _periods(start: int, until: int, step: int) -> list[tuple[str, int, int]]:
+    """The rollup table and [lo, hi) period range that cover [START, UNTIL): whole hours
+    from the hour table when buckets are whole hours, the minutes at the ends (or all of
+    it) from the minute table."""
+    if start >= until:
+        return []
+    first_hour = -(-start // HOUR_NS) * HOUR_NS
+    last_hour = until - until % HOUR_NS
+    if step % HOUR_NS or first_hour >= last_hour:
+        return [("llm_rollup", start, until)]
+    parts = [("llm_rollup_hour", first_hour, last_hour)]
+    if start < first_hour:
+        parts.insert(0, ("llm_rollup", start, first_hour))
+    if last_hour < until:
+        parts.append(("llm_rollup", last_hour, until))
+    return parts
 
 
 # --- the rollup's triggers (installed by migration 0003_monitor) -----------------------
 
 
-def _fields(dialect: str, ref: str) -> dict[str, str]:
-    """SQL for one span row REF's (`new` or a table alias) rollup fields, never failing on
-    odd attribute values (a failing trigger would lose the span)."""
+def _span_fields(dialect: str, ref: str) -> dict[str, str]:
+    """SQL for span row REF's (`new` or a table alias) rollup fields, never failing on odd
+    attribute values (a failing trigger would lose the span)."""
     attrs = f"{ref}.attributes"
     if dialect == "sqlite":
 
@@ -127,88 +157,97 @@ def _fields(dialect: str, ref: str) -> dict[str, str]:
             "llmops.cached", "'boolean'", "(CASE WHEN {} = 'true' THEN 1 ELSE 0 END)", "0"
         )
         version = typed("llmops.prompt.version", "'number'")
-    concat = f"{string('llmops.prompt.name')} || '@' || {version}"
-    model = f"COALESCE(NULLIF({string('llmops.model')}, ''), {string('gen_ai.request.model')}, '')"
-    prompt = f"COALESCE({concat}, {string('llmops.prompt.name')}, '')"
-    latency = f"(({ref}.end_ns - {ref}.start_ns) / 1000000.0)"
+    name = string("llmops.prompt.name")
     return {
-        "minute_ns": f"({ref}.start_ns - ({ref}.start_ns % {MINUTE_NS}))",
-        "model": model,
-        "prompt": prompt,
-        "calls": "1",
+        "start_ns": f"{ref}.start_ns",
+        "model": f"COALESCE(NULLIF({string('llmops.model')}, ''), "
+        f"{string('gen_ai.request.model')}, '')",
+        "prompt": f"COALESCE({name} || '@' || {version}, {name}, '')",
         "errors": f"(CASE WHEN {ref}.status = 'error' THEN 1 ELSE 0 END)",
         "cache_hits": cached,
         "input_tokens": number("gen_ai.usage.input_tokens", integer=True),
         "output_tokens": number("gen_ai.usage.output_tokens", integer=True),
         "cost": number("llmops.cost", integer=False),
-        "latency": latency,
+        "lat": f"(({ref}.end_ns - {ref}.start_ns) / 1000000.0)",
     }
 
 
-def _bin_exprs(latency: str) -> list[str]:
+def _fields_subquery(dialect: str, ref: str, project: str, source: str) -> str:
+    """Each span's fields computed once (OFFSET 0 keeps SQLite from inlining them into
+    every histogram test)."""
+    fields = _span_fields(dialect, ref)
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in fields.items())
+    return (
+        f"(SELECT {project} AS project_id, {columns} {source} LIMIT -1 OFFSET 0) v"
+        if (dialect == "sqlite")
+        else f"(SELECT {project} AS project_id, {columns} {source}) v"
+    )
+
+
+def _bins(aggregate: bool) -> list[str]:
     edges = m.LATENCY_EDGES_MS
-    exprs = [f"(CASE WHEN {latency} < {edges[0]!r} THEN 1 ELSE 0 END)"]
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        exprs.append(f"(CASE WHEN {latency} >= {lo!r} AND {latency} < {hi!r} THEN 1 ELSE 0 END)")
-    exprs.append(f"(CASE WHEN {latency} >= {edges[-1]!r} THEN 1 ELSE 0 END)")
-    return exprs
+    tests = [f"v.lat < {edges[0]!r}"]
+    tests += [f"v.lat >= {lo!r} AND v.lat < {hi!r}" for lo, hi in zip(edges, edges[1:])]
+    tests.append(f"v.lat >= {edges[-1]!r}")
+    flags = [f"(CASE WHEN {t} THEN 1 ELSE 0 END)" for t in tests]
+    return [f"sum({f})" for f in flags] if aggregate else flags
 
 
-_COLUMNS = (
-    "project_id", "minute_ns", "model", "prompt", *_SUMS,
-    "latency_min_ms", "latency_max_ms", *BIN_COLUMNS,
-)  # fmt: skip
-
-
-def _upsert(dialect: str, select_sql: str) -> str:
+def _upsert(dialect: str, table: str, select_sql: str) -> str:
     least, greatest = ("min", "max") if dialect == "sqlite" else ("LEAST", "GREATEST")
-    updates = [f"{c} = llm_rollup.{c} + excluded.{c}" for c in (*_SUMS, *BIN_COLUMNS)]
-    updates.append(f"latency_min_ms = {least}(llm_rollup.latency_min_ms, excluded.latency_min_ms)")
-    updates.append(
-        f"latency_max_ms = {greatest}(llm_rollup.latency_max_ms, excluded.latency_max_ms)"
-    )
+    updates = [f"{c} = {table}.{c} + excluded.{c}" for c in (*_SUMS, *BIN_COLUMNS)]
+    updates.append(f"latency_min_ms = {least}({table}.latency_min_ms, excluded.latency_min_ms)")
+    updates.append(f"latency_max_ms = {greatest}({table}.latency_max_ms, excluded.latency_max_ms)")
     return (
-        f"INSERT INTO llm_rollup ({', '.join(_COLUMNS)}) {select_sql} "
-        "ON CONFLICT (project_id, minute_ns, model, prompt) DO UPDATE SET " + ", ".join(updates)
+        f"INSERT INTO {table} ({', '.join(_COLUMNS)}) {select_sql} "
+        "ON CONFLICT (project_id, period_ns, model, prompt) DO UPDATE SET " + ", ".join(updates)
     )
 
 
-def _select_one(dialect: str, project: str) -> str:
-    """The rollup row of the one span `new`."""
-    f = _fields(dialect, "new")
+def _select_one(dialect: str, grain: int) -> str:
+    """The rollup row of the one span `new` (its trace row exists)."""
+    project = "(SELECT t.project_id FROM trace t WHERE t.id = new.trace_id)"
+    source = _fields_subquery(dialect, "new", project, "")
     values = [
-        project, f["minute_ns"], f["model"], f["prompt"], f["calls"], f["errors"],
-        f["cache_hits"], f["input_tokens"], f["output_tokens"], f["cost"], f["latency"],
-        f["latency"], f["latency"], *_bin_exprs(f["latency"]),
+        "v.project_id", f"v.start_ns - v.start_ns % {grain}", "v.model", "v.prompt", "1",
+        "v.errors", "v.cache_hits", "v.input_tokens", "v.output_tokens", "v.cost", "v.lat",
+        "v.lat", "v.lat", *_bins(aggregate=False),
     ]  # fmt: skip
-    return "SELECT " + ", ".join(values)
+    return f"SELECT {', '.join(values)} FROM {source} WHERE true"
 
 
-def _select_grouped(dialect: str, where: str) -> str:
-    """The rollup rows of the LLM spans `s` joined to their trace `t`, WHERE ..."""
-    f = _fields(dialect, "s")
-    keys = ["t.project_id", f["minute_ns"], f["model"], f["prompt"]]
+def _select_grouped(dialect: str, grain: int, where: str) -> str:
+    """The rollup rows of the LLM spans `s` (joined to their trace `t`) that match WHERE."""
+    source = _fields_subquery(
+        dialect,
+        "s",
+        "t.project_id",
+        f"FROM span s JOIN trace t ON t.id = s.trace_id WHERE s.kind = 'llm' AND {where}",
+    )
+    period = f"v.start_ns - v.start_ns % {grain}"
     values = [
-        *keys, "count(*)", f"sum({f['errors']})", f"sum({f['cache_hits']})",
-        f"sum({f['input_tokens']})", f"sum({f['output_tokens']})", f"sum({f['cost']})",
-        f"sum({f['latency']})", f"min({f['latency']})", f"max({f['latency']})",
-        *(f"sum({e})" for e in _bin_exprs(f["latency"])),
+        "v.project_id", period, "v.model", "v.prompt", "count(*)", "sum(v.errors)",
+        "sum(v.cache_hits)", "sum(v.input_tokens)", "sum(v.output_tokens)", "sum(v.cost)",
+        "sum(v.lat)", "min(v.lat)", "max(v.lat)", *_bins(aggregate=True),
     ]  # fmt: skip
     return (
-        f"SELECT {', '.join(values)} FROM span s JOIN trace t ON t.id = s.trace_id "
-        f"WHERE s.kind = 'llm' AND {where} GROUP BY {', '.join(keys)}"
+        f"SELECT {', '.join(values)} FROM {source} "
+        f"GROUP BY v.project_id, {period}, v.model, v.prompt"
     )
+
+
+def _both(dialect: str, build: Any) -> list[str]:
+    return [_upsert(dialect, table, build(grain)) for table, grain in m.ROLLUP_GRAINS_NS.items()]
 
 
 def rollup_triggers(dialect: str) -> list[str]:
-    """DDL that keeps `llm_rollup` current: a span stored after its trace row is folded in
+    """DDL that keeps the rollups current: a span stored after its trace row is folded in
     by the span trigger; spans stored before it (the writer inserts a batch's spans first)
     by the trace trigger, when the trace row (and so its project) arrives."""
-    project = "(SELECT t.project_id FROM trace t WHERE t.id = new.trace_id)"
-    on_span = _upsert(
-        dialect, _select_one(dialect, project) + (" WHERE true" if dialect == "sqlite" else "")
+    on_span = "; ".join(_both(dialect, lambda g: _select_one(dialect, g)))
+    on_trace = "; ".join(
+        _both(dialect, lambda g: _select_grouped(dialect, g, "s.trace_id = new.id"))
     )
-    on_trace = _upsert(dialect, _select_grouped(dialect, "s.trace_id = new.id"))
     if dialect == "sqlite":
         return [
             "CREATE TRIGGER llm_rollup_on_span AFTER INSERT ON span "
@@ -243,6 +282,6 @@ def drop_rollup_triggers(dialect: str) -> list[str]:
     ]
 
 
-def backfill_rollup(dialect: str) -> str:
-    """Fold the LLM spans already stored into `llm_rollup` (the migration runs it once)."""
-    return _upsert(dialect, _select_grouped(dialect, "true"))
+def backfill_rollup(dialect: str) -> list[str]:
+    """Fold the LLM spans already stored into the rollups (the migration runs it once)."""
+    return _both(dialect, lambda g: _select_grouped(dialect, g, "true"))
