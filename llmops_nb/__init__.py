@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+
 # Submodules named like their function: bound now (both are light), or importing the
 # submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
 from .alerts import alerts
@@ -91,8 +92,8 @@ if TYPE_CHECKING:
     from .chunking import chunk
     from .config import current_project, set_project
     from .datasets import dataset
-    from .drifting import DriftResult, drift
     from .display import dashboard
+    from .drifting import DriftResult, drift
     from .errors import LLMOpsError
     from .evals import EvalRun, evaluate, scorer
     from .finetuning import FineTuneJob, finetune, finetune_job, finetunes
