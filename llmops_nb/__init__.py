@@ -60,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # retention
+    "prune": "llmops_nb.retention",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
     )
     from .registry import ModelVersion, lineage, model, models
     from .reporting import report
+    from .retention import prune
     from .retrieval import index, indexes
     from .tracing import get_trace, last_trace, span, trace, traces
 

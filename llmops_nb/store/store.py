@@ -10,6 +10,7 @@ from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
+from .retention import RetentionQueries
 from .traces import TraceQueries
 
 
@@ -23,5 +24,6 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    RetentionQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
