@@ -13,16 +13,19 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from sqlalchemy import create_engine, text
+from tornado.httpclient import HTTPClientError
 
 import llmops_nb as lo
 from llmops_nb import tracing
 from llmops_nb.errors import StoreUnavailable
 from llmops_nb.registry import register_model
 from llmops_nb.store import Store, get_store
+from llmops_nb.store.traces import TraceDelta
 from llmops_nb.testing import OpenAIServer
 
 USERS = ("ada", "grace", "linus")
@@ -33,8 +36,10 @@ ROWS = [{"x": "alpha"}, {"x": "beta"}, {"x": "gamma"}]
 
 KERNEL = textwrap.dedent(
     """
-    import json, sys, time
+    import faulthandler, json, sys, time
     from pathlib import Path
+
+    faulthandler.dump_traceback_later(300, exit=True)  # a hung kernel shows where it hangs
 
     import llmops_nb as lo
     from llmops_nb import tracing
@@ -84,7 +89,7 @@ def test_eight_kernels_of_three_users_share_one_postgres_store(
     pg_url: str, openai_server: OpenAIServer, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    procs = []
+    procs, logs = [], []
     for idx in range(KERNELS):
         env = {
             **os.environ,
@@ -92,26 +97,28 @@ def test_eight_kernels_of_three_users_share_one_postgres_store(
             "LLMOPS_NB_USER": USERS[idx % len(USERS)],
             "LLMOPS_NB_HOME": str(tmp_path / f"home{idx}"),
         }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", KERNEL, str(idx), str(go), openai_server.base_url],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+        out, err = tmp_path / f"k{idx}.out", tmp_path / f"k{idx}.err"
+        logs.append((out, err))
+        with out.open("w") as stdout, err.open("w") as stderr:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", KERNEL, str(idx), str(go), openai_server.base_url],
+                    env=env,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
             )
-        )
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 300
     while not all(Path(f"{go}.ready{i}").exists() for i in range(KERNELS)):
-        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert all(p.poll() is None for p in procs), [e.read_text()[-2000:] for _, e in logs]
         assert time.monotonic() < deadline, "the kernels did not start"
         time.sleep(0.05)
     go.touch()  # all eight write at once from here
     outputs = []
-    for p in procs:
-        out, err = p.communicate(timeout=400)
-        assert p.returncode == 0, err[-3000:]
-        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    for p, (out, err) in zip(procs, logs, strict=True):
+        p.wait(timeout=400)
+        assert p.returncode == 0, err.read_text()[-3000:]
+        outputs.append(json.loads(out.read_text().strip().splitlines()[-1]))
 
     def author_of(idx: int) -> str:
         return USERS[idx % len(USERS)]
@@ -246,3 +253,51 @@ def test_a_wrong_postgres_password_is_reported_masked(pg_url: str) -> None:
             conn.execute(text("SELECT pg_reload_conf()"))
             conn.execute(text("DROP ROLE IF EXISTS team_pw_user"))
         admin.dispose()
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, object]:
+    return {"ServerApp": {"jpserver_extensions": {"llmops_nb": True}}}
+
+
+async def test_the_sidebar_pages_traces_by_keyset_cursor(jp_fetch: Any, store_url: str) -> None:
+    """Next pages follow next_cursor (no OFFSET): the same traces in the same order as
+    paging by offset, ties on the start time included, none twice, none skipped."""
+    now = time.time_ns()
+    spans, deltas = [], []
+    for i in range(23):
+        tid, start = f"{i + 1:032x}", now - (i // 3) * 1000  # three traces per start time
+        spans.append({"id": f"{i + 1:016x}", "trace_id": tid, "name": "call",
+                      "start_ns": start, "end_ns": start + 10})  # fmt: skip
+        deltas.append(TraceDelta(id=tid, project="default", name="call", start_ns=start,
+                                 end_ns=start + 10, n_spans=1, root=True))  # fmt: skip
+    get_store().record_spans(spans, deltas)
+
+    by_offset = [
+        t["id"]
+        for offset in range(0, 23, 5)
+        for t in (await _get(jp_fetch, "traces", limit=5, offset=offset))["items"]
+    ]
+    by_cursor, cursor, offset = [], None, 0
+    while True:
+        params: dict[str, Any] = {"limit": 5, "offset": offset}
+        if cursor is not None:
+            params["after"] = cursor
+        page = await _get(jp_fetch, "traces", **params)
+        assert page["total"] == 23 and page["offset"] == offset
+        by_cursor += [t["id"] for t in page["items"]]
+        cursor, offset = page["next_cursor"], offset + 5
+        if cursor is None:
+            break
+    assert by_cursor == by_offset and len(set(by_cursor)) == 23
+
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch("llmops-nb", "api", "traces", params={"after": "12; DROP TABLE trace"})
+    assert caught.value.code == 400
+    assert "next_cursor" in json.loads(caught.value.response.body)["message"]
+
+
+async def _get(jp_fetch: Any, path: str, **params: Any) -> Any:
+    response = await jp_fetch("llmops-nb", "api", path, params=params)
+    assert response.code == 200
+    return json.loads(response.body)
