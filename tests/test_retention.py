@@ -188,8 +188,26 @@ def test_writers_keep_writing_while_prune_runs(store_url: str) -> None:
                 tid = f"f0{i:030x}"
                 now = time.time_ns()
                 store.record_spans(
-                    [{"id": f"{i:016x}", "trace_id": tid, "name": "w", "start_ns": now, "end_ns": now + 1}],
-                    [TraceDelta(id=tid, project="default", name="w", start_ns=now, end_ns=now + 1, n_spans=1, root=True)],
+                    [
+                        {
+                            "id": f"{i:016x}",
+                            "trace_id": tid,
+                            "name": "w",
+                            "start_ns": now,
+                            "end_ns": now + 1,
+                        }
+                    ],
+                    [
+                        TraceDelta(
+                            id=tid,
+                            project="default",
+                            name="w",
+                            start_ns=now,
+                            end_ns=now + 1,
+                            n_spans=1,
+                            root=True,
+                        )
+                    ],
                 )
                 written.append(tid)
                 i += 1

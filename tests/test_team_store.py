@@ -34,8 +34,9 @@ TRACES_EACH = 25
 VERSIONS_EACH = 5
 ROWS = [{"x": "alpha"}, {"x": "beta"}, {"x": "gamma"}]
 
-KERNEL = textwrap.dedent(
-    """
+KERNEL = (
+    textwrap.dedent(
+        """
     import faulthandler, json, sys, time
     from pathlib import Path
 
@@ -71,8 +72,10 @@ KERNEL = textwrap.dedent(
     tracing.flush()
     print(json.dumps({"versions": versions, "run": run.id, "status": run.status}))
     """
-).replace("TRACES_EACH", str(TRACES_EACH)).replace("VERSIONS_EACH", str(VERSIONS_EACH)).replace(
-    "ROWS", repr(ROWS)
+    )
+    .replace("TRACES_EACH", str(TRACES_EACH))
+    .replace("VERSIONS_EACH", str(VERSIONS_EACH))
+    .replace("ROWS", repr(ROWS))
 )
 
 
@@ -144,7 +147,7 @@ def test_eight_kernels_of_three_users_share_one_postgres_store(
     total = KERNELS * VERSIONS_EACH
     assert [v[0] for v in versions] == list(range(1, total + 1))
     assert len({v[3] for v in versions}) == total
-    for version, template, author, _ in versions:
+    for _, template, author, _ in versions:
         idx = int(template.split("kernel ", 1)[1].split()[0])
         assert author == author_of(idx)
     claimed = sorted(v for o in outputs for v in o["versions"])
