@@ -134,7 +134,7 @@ def generate(url: str, n_traces: int, first: int) -> float:
                     "(ARRAY['answer','retrieve_and_answer','summarize','classify'])[1 + g % 4], "
                     "CASE WHEN g % 20 = 0 THEN 'error' ELSE 'ok' END, "
                     ":t0 + g * 50000000, :t0 + g * 50000000 + 40000000, 10, 30, 60, 0.0001 "
-                    "FROM generate_series(:lo, :hi) g"
+                    "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g"
                 ),
                 params,
             )
@@ -147,7 +147,7 @@ def generate(url: str, n_traces: int, first: int) -> float:
                     "CASE WHEN k = 0 THEN 'answer' ELSE 'step' END, "
                     "CASE WHEN k = 9 THEN 'llm' ELSE 'chain' END, 'ok', "
                     ":t0 + g * 50000000 + k * 1000, :t0 + g * 50000000 + k * 1000 + 900, '{}' "
-                    "FROM generate_series(:lo, :hi) g, generate_series(0, 9) k"
+                    "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g, generate_series(0, 9) k"
                 ),
                 params,
             )

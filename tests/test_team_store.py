@@ -290,7 +290,7 @@ async def test_the_sidebar_pages_traces_by_keyset_cursor(jp_fetch: Any, store_ur
         page = await _get(jp_fetch, "traces", **params)
         assert page["total"] == 23 and page["offset"] == offset
         by_cursor += [t["id"] for t in page["items"]]
-        cursor, offset = page["next_cursor"], offset + 5
+        cursor, offset = page.get("next_cursor"), offset + 5
         if cursor is None:
             break
     assert by_cursor == by_offset and len(set(by_cursor)) == 23

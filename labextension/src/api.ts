@@ -201,9 +201,9 @@ export interface TraceFilters extends Paging {
   after?: string;
 }
 
-/** A page of traces, with the cursor of the page after it (null on the last page). */
+/** A page of traces, with the cursor of the page after it (absent on the last page). */
 export interface TracePage extends Page<TraceSummary> {
-  next_cursor: string | null;
+  next_cursor?: string;
 }
 
 export interface VectorIndex {

@@ -421,8 +421,8 @@ class TracesHandler(BaseHandler):
         after = _trace_cursor(self.str_arg("after"))
         rows, total = await self.query(_trace_page, project, limit, offset, after, **filters)
         reply = p.page([p.trace_summary(t) for t in rows], total, limit, offset)
-        last = rows[-1] if len(rows) == limit else None
-        reply["next_cursor"] = None if last is None else f"{last.start_ns}-{last.id}"
+        if len(rows) == limit:  # a next page may follow: where it starts
+            reply["next_cursor"] = f"{rows[-1].start_ns}-{rows[-1].id}"
         self.reply(reply)
 
 
