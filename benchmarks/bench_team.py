@@ -147,7 +147,8 @@ def generate(url: str, n_traces: int, first: int) -> float:
                     "CASE WHEN k = 0 THEN 'answer' ELSE 'step' END, "
                     "CASE WHEN k = 9 THEN 'llm' ELSE 'chain' END, 'ok', "
                     ":t0 + g * 50000000 + k * 1000, :t0 + g * 50000000 + k * 1000 + 900, '{}' "
-                    "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g, generate_series(0, 9) k"
+                    "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g, "
+                    "generate_series(0, 9) k"
                 ),
                 params,
             )
