@@ -218,7 +218,7 @@ def test_every_write_by_a_person_records_LLMOPS_NB_USER(
     assert [e["author"] for e in store.alias_log("default", "topic")] == ["grace"] * 3
     assert data.author == "grace"
     assert store.eval_run(run.id).author == "grace"
-    assert [f.author for f in lo.get_trace(trace_id).feedback] == ["grace"]
+    assert [f["author"] for f in lo.get_trace(trace_id).feedback] == ["grace"]
     assert registered.author == "grace"
     assert _rows(store.url, "SELECT author FROM vector_index WHERE name = 'notes'") == [("grace",)]
     assert index.ref == "notes@1"

@@ -199,10 +199,11 @@ class TraceQueries(StoreBase):
         if after is not None:
             start_ns, last_id = _clamp(after[0]), after[1]
             query = query.where(
+                m.Trace.start_ns <= start_ns,  # the index range: the scan starts at the cursor
                 or_(
                     m.Trace.start_ns < start_ns,
                     and_(m.Trace.start_ns == start_ns, m.Trace.id < last_id),
-                )
+                ),
             )
         query = query.order_by(m.Trace.start_ns.desc(), m.Trace.id.desc())  # type: ignore[attr-defined]
         query = query.offset(max(0, offset)).limit(max(0, limit))
