@@ -69,6 +69,7 @@ def _ids(sql: str) -> set[str]:
 
 def _age_eval_run(run_id: int, days: int) -> list[str]:
     """Move an eval run's traces (and their spans) DAYS into the past."""
+    tracing.flush()  # every span stored first: a later batch would move the trace's end back
     shift = days * DAY_NS
     with get_store().write_engine.begin() as conn:
         ids = sorted(
