@@ -83,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "alert": "llmops_nb.alerts",
     "alerts": "llmops_nb.alerts",
     "check_alerts": "llmops_nb.alerts",
+    # retention
+    "prune": "llmops_nb.retention",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -113,6 +115,7 @@ if TYPE_CHECKING:
     )
     from .registry import ModelVersion, lineage, model, models, rollback_model, set_model_alias
     from .reporting import report
+    from .retention import prune
     from .retrieval import index, indexes
     from .serving import serve
     from .tracing import get_trace, last_trace, span, trace, traces

@@ -197,6 +197,13 @@ export interface TraceFilters extends Paging {
   status?: string;
   since?: string;
   until?: string;
+  /** The previous page's next_cursor: the page after it, read from the index (no OFFSET). */
+  after?: string;
+}
+
+/** A page of traces, with the cursor of the page after it (absent on the last page). */
+export interface TracePage extends Page<TraceSummary> {
+  next_cursor?: string;
 }
 
 export interface VectorIndex {
@@ -351,7 +358,7 @@ export const api = {
   ): Promise<Page<EvalResult>> =>
     requestAPI(withQuery(`evals/${runId}/results`, { prompt, model, ...page })),
 
-  traces: (project: string, filters: TraceFilters = {}): Promise<Page<TraceSummary>> =>
+  traces: (project: string, filters: TraceFilters = {}): Promise<TracePage> =>
     requestAPI(withQuery('traces', { project, ...filters })),
   trace: (traceId: string): Promise<TraceDetail> =>
     requestAPI(`traces/${enc(traceId)}`),

@@ -8,6 +8,8 @@ const FILTER_DELAY_MS = 250;
 
 export class TracesView extends View {
   private offset = 0;
+  /** Keyset cursors of the pages before this one (the first page has none). */
+  private cursors: (string | undefined)[] = [];
   private name = '';
   private status = '';
   private selected: string | null = null;
@@ -34,6 +36,7 @@ export class TracesView extends View {
         this.typing = null;
         this.name = nameInput.value.trim();
         this.offset = 0;
+        this.cursors = [];
         void this.refresh();
       }, FILTER_DELAY_MS);
     });
@@ -45,6 +48,7 @@ export class TracesView extends View {
     statusSelect.addEventListener('change', () => {
       this.status = statusSelect.value;
       this.offset = 0;
+      this.cursors = [];
       void this.refresh();
     });
     this.filters = h('div', { cls: 'llmops-form llmops-filters' }, [nameInput, statusSelect]);
@@ -62,6 +66,7 @@ export class TracesView extends View {
 
   protected reset(): void {
     this.offset = 0;
+    this.cursors = [];
     this.selected = null;
     this.span = null;
   }
@@ -70,6 +75,7 @@ export class TracesView extends View {
     if (this.selected === null) {
       const page = await api.traces(this.project, {
         offset: this.offset,
+        after: this.cursors[this.cursors.length - 1],
         name_contains: this.name,
         status: this.status
       });
@@ -80,6 +86,12 @@ export class TracesView extends View {
       this.listBox.append(
         this.list(page.items),
         pager(page.offset, page.limit, page.total, next => {
+          // Next follows the page's cursor; Prev goes back to the cursor before it.
+          if (next > this.offset) {
+            this.cursors.push(page.next_cursor ?? undefined);
+          } else {
+            this.cursors.pop();
+          }
           this.offset = next;
           void this.refresh();
         })

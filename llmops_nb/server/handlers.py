@@ -369,19 +369,38 @@ class EvalResultsHandler(BaseHandler):
 # --- traces --------------------------------------------------------------------------
 
 
-def _trace_page(project: str, limit: int, offset: int, **filters: Any) -> tuple[list[Any], int]:
+def _trace_page(
+    project: str, limit: int, offset: int, after: tuple[int, str] | None = None, **filters: Any
+) -> tuple[list[Any], int]:
+    """A page of traces: from a keyset cursor AFTER when given (OFFSET is then only where
+    the page sits, for the pager's numbers), else by OFFSET."""
     store = get_store()
     if store.find_project_id(project) is None:
         return [], 0
-    rows = store.list_traces(project, limit=limit, offset=offset, **filters)
+    skip = 0 if after is not None else offset
+    rows = store.list_traces(project, limit=limit, offset=skip, after=after, **filters)
     return rows, store.count_traces(project, **filters)
+
+
+TRACE_CURSOR = re.compile(r"^(-?\d{1,19})-([0-9a-f]{1,32})$")
+
+
+def _trace_cursor(raw: str | None) -> tuple[int, str] | None:
+    """'<start_ns>-<trace id>' (a page's next_cursor) -> the keyset (start_ns, id)."""
+    if raw is None:
+        return None
+    match = TRACE_CURSOR.match(raw)
+    if match is None:
+        raise BadParam(f"after must be a page's next_cursor ('<start_ns>-<trace id>'), got {raw!r}")
+    return int(match.group(1)), match.group(2)
 
 
 class TracesHandler(BaseHandler):
     """Latest first; ?name=&name_contains=&status=ok|error&since=&until=&run= filter.
 
     name is exact, name_contains a case-insensitive substring; times are ISO 8601 or epoch
-    ms; run is an eval run id (the traces of that run's calls).
+    ms; run is an eval run id (the traces of that run's calls). ?after= takes the previous
+    page's next_cursor: the next page then reads from the index, however deep it is.
     """
 
     @tornado.web.authenticated
@@ -399,8 +418,12 @@ class TracesHandler(BaseHandler):
             "until_ns": self.time_arg("until"),
             "eval_run_id": self.int_arg("run", 0, 0, 2**62) or None,
         }
-        rows, total = await self.query(_trace_page, project, limit, offset, **filters)
-        self.reply(p.page([p.trace_summary(t) for t in rows], total, limit, offset))
+        after = _trace_cursor(self.str_arg("after"))
+        rows, total = await self.query(_trace_page, project, limit, offset, after, **filters)
+        reply = p.page([p.trace_summary(t) for t in rows], total, limit, offset)
+        if len(rows) == limit:  # a next page may follow: where it starts
+            reply["next_cursor"] = f"{rows[-1].start_ns}-{rows[-1].id}"
+        self.reply(reply)
 
 
 def _check_trace_id(trace_id: str) -> str:

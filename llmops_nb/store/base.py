@@ -32,7 +32,7 @@ from . import models as m
 
 T = TypeVar("T")
 
-HEAD_REVISION = "0003_serve"
+HEAD_REVISION = "0003_team"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 LOCK_WAIT_S = 10.0
@@ -45,6 +45,14 @@ notebook is never stuck silently."""
 STATEMENT_TIMEOUT_S = 300.0
 """PostgreSQL statement_timeout for the store's sessions: no query runs unbounded."""
 _UNIQUE_RACE_RETRIES = 40
+PG_POOL_SIZE = 5
+"""Connections each process keeps open to PostgreSQL: a kernel's writer thread, its
+readers and the sidebar's handlers rarely need more at once."""
+PG_POOL_OVERFLOW = 5
+"""Extra connections a burst may open (closed when returned), so a team of kernels stays
+well under the server's max_connections (100 by default): at most 10 per process."""
+PG_POOL_RECYCLE_S = 1800
+"""Connections older than this are replaced, before a server or proxy drops idle ones."""
 
 
 class _IgnoredDriverErrors(logging.Filter):
@@ -75,6 +83,8 @@ class StoreBase:
             self.write_engine = self._make_engine(immediate=True) if self.is_sqlite else self.engine
             self._migrate()
         except StoreUnavailable as exc:
+            if getattr(exc, "kind", None) == "schema":
+                raise exc from None
             raise StoreUnavailable(
                 f"cannot open the experiment store at {self.masked_url}: "
                 f"{getattr(exc, 'reason', exc)}. "
@@ -98,7 +108,14 @@ class StoreBase:
                     "options": f"-c lock_timeout={int(LOCK_WAIT_S * 1000)} "
                     f"-c statement_timeout={int(STATEMENT_TIMEOUT_S * 1000)}",
                 }
-            engine = create_engine(self.url, connect_args=args, pool_pre_ping=True)
+            engine = create_engine(
+                self.url,
+                connect_args=args,
+                pool_pre_ping=True,
+                pool_size=PG_POOL_SIZE,
+                max_overflow=PG_POOL_OVERFLOW,
+                pool_recycle=PG_POOL_RECYCLE_S,
+            )
 
             @event.listens_for(engine, "begin")
             def _on_pg_begin(conn: Any) -> None:
@@ -185,13 +202,22 @@ class StoreBase:
         same file lock as the upgrade.
         """
         with self._migration_lock():
-            if self._current_revision() == HEAD_REVISION:
+            current = self._current_revision()
+            if current == HEAD_REVISION:
                 return
             from alembic import command
             from alembic.config import Config
 
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            if current is not None and current not in _known_revisions(cfg):
+                error = StoreUnavailable(
+                    f"the experiment store at {self.masked_url} has schema revision "
+                    f"{current!r}, newer than this llmops_nb knows (up to {HEAD_REVISION!r}): "
+                    "a newer release wrote it; upgrade llmops_nb (pip install -U llmops_nb)"
+                )
+                error.kind, error.reason = "schema", "newer schema"
+                raise error
             with self.write_engine.begin() as conn:
                 if not self.is_sqlite:
                     conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait for a peer's upgrade
@@ -302,6 +328,13 @@ class StoreBase:
     def projects(self) -> list[str]:
         with self.session() as s:
             return list(s.exec(select(m.Project.name).order_by(m.Project.name)))
+
+
+def _known_revisions(cfg: Any) -> set[str]:
+    """Every revision this package's migrations define (a store at another one is newer)."""
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
 
 
 _LOCK_WORDS = (

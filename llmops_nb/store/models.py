@@ -184,7 +184,7 @@ class EvalResult(SQLModel, table=True):
     output_tokens: Optional[int] = None
     cost: Optional[float] = None
     cached: bool = False
-    trace_id: Optional[str] = None
+    trace_id: Optional[str] = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -347,7 +347,7 @@ class CacheEntry(SQLModel, table=True):
     key: str = Field(primary_key=True)
     model: str
     response: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
     hits: int = 0
     trace_id: str | None = None  # the trace of the model call that filled this entry
 

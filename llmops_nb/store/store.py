@@ -15,6 +15,7 @@ from .model_aliases import ModelAliasQueries
 from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
+from .retention import RetentionQueries
 from .traces import TraceQueries
 
 
@@ -33,5 +34,6 @@ class Store(
     ModelAliasQueries,
     AlertQueries,
     MonitorQueries,
+    RetentionQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

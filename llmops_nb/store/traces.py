@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
@@ -182,16 +182,29 @@ class TraceQueries(StoreBase):
         until_ns: int | None = None,
         eval_run_id: int | None = None,
         name_contains: str | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[m.Trace]:
         """Traces of PROJECT, latest first (by start), filtered by name, status, time and
         eval run.
 
         `name` matches exactly; `name_contains` is a case-insensitive substring (the
-        sidebar's as-you-type filter).
+        sidebar's as-you-type filter). `after` is a keyset cursor, the (start_ns, id) of
+        the last trace of the previous page: the page starts right after it, read from
+        the (project, start) index however deep it is (OFFSET counts past every row
+        before it). `offset` applies on top of it.
         """
         query = self._filtered(
             select(m.Trace), project, name, status, since_ns, until_ns, eval_run_id, name_contains
         )
+        if after is not None:
+            start_ns, last_id = _clamp(after[0]), after[1]
+            query = query.where(
+                m.Trace.start_ns <= start_ns,  # the index range: the scan starts at the cursor
+                or_(
+                    m.Trace.start_ns < start_ns,
+                    and_(m.Trace.start_ns == start_ns, m.Trace.id < last_id),
+                ),
+            )
         query = query.order_by(m.Trace.start_ns.desc(), m.Trace.id.desc())  # type: ignore[attr-defined]
         query = query.offset(max(0, offset)).limit(max(0, limit))
         with self.session() as s:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_ops"
-down_revision = "0003_monitor"  # the lead re-chains at merge (written on 0002_rag)
+down_revision = "0003_monitor"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_serve"
-down_revision = "0003_ops"  # the lead re-chains at merge (written on 0002_rag)
+down_revision = "0003_ops"
 branch_labels = None
 depends_on = None
 
