@@ -144,6 +144,12 @@ class Settings:
     # export prompts, replies, inputs and outputs over OTLP; None: as
     # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT says (default yes)
     otlp_content: bool | None = None
+    # where eval grids and fine-tunes run: "local" (this process) or "ray"
+    executor: str = "local"
+    ray_address: str = ""  # "" starts (or reuses) a local Ray; "auto", "HOST:PORT", "ray://HOST:PORT"
+    ray_actors: int = 2  # model replicas (one Ray actor each) per local model of a grid
+    ray_num_cpus: float = 1.0  # per actor, and per fine-tune task
+    ray_num_gpus: float = 0.0
 
 
 settings = Settings()
