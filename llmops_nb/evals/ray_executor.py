@@ -101,9 +101,7 @@ def run_on_ray(
     ray_cluster.connect(opts.address)
     assert opts.actors is not None and opts.num_cpus is not None and opts.num_gpus is not None
     if sources:
-        ray_cluster.check_fits(
-            "one model actor", num_cpus=opts.num_cpus, num_gpus=opts.num_gpus
-        )
+        ray_cluster.check_fits("one model actor", num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
     with ray_actors.serving(
         sources, actors=opts.actors, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus
     ):

@@ -216,9 +216,7 @@ def serving(
     replaced: list[tuple[tuple[str, str | None], Any]] = []
     try:
         for source in sources:
-            pools.append(
-                ReplicaPool(source, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus)
-            )
+            pools.append(ReplicaPool(source, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus))
         # The provider's lookup (local.load) returns what this cache holds for the key.
         with local._cache_lock:
             for pool in pools:
