@@ -87,9 +87,8 @@ def main() -> None:
     print(
         f"{args.rows} calls of {model} (max_tokens {args.tokens}), concurrency {args.concurrency}"
     )
-    print(
-        f"  in-process, 2 threads:        {in_process_s:7.2f} s  ({args.rows / in_process_s:6.1f} calls/s)"
-    )  # noqa: E501
+    rate = args.rows / in_process_s
+    print(f"  in-process, 2 threads:        {in_process_s:7.2f} s  ({rate:6.1f} calls/s)")
     print(f"  Ray, 2 actors x 1 CPU:        {ray_s:7.2f} s  ({args.rows / ray_s:6.1f} calls/s), "
           f"of which starting the actors {started_s:.2f} s")  # fmt: skip
     print(f"  ratio in-process / Ray:       {in_process_s / ray_s:7.2f}  "
