@@ -203,7 +203,7 @@ def test_workers_never_open_the_store(cluster: Path, grid: dict[str, Any]) -> No
     assert not cluster.exists()  # ... and would have created this folder
 
 
-def test_an_unreachable_address_is_named(cluster: Path, grid: dict[str, Any]) -> None:
+def test_an_unreachable_address_is_named(grid: dict[str, Any]) -> None:
     config.settings.ray_address = "127.0.0.1:9"
     with pytest.raises(RayUnavailable, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"):
         lo.evaluate(**grid, name="nowhere", executor="ray")
@@ -220,14 +220,25 @@ def test_without_ray_the_message_says_how_to_install_it(
     assert lo.EvalRun.list().height == 0
 
 
-def test_bad_executor_options_are_one_clear_error(cluster: Path, grid: dict[str, Any]) -> None:
+def test_bad_executor_options_are_one_clear_error(grid: dict[str, Any]) -> None:
     with pytest.raises(LLMOpsError, match="executor must be 'local' or 'ray', not 'spark'"):
         lo.evaluate(**grid, executor="spark")
     with pytest.raises(LLMOpsError, match="ray_actors must be a whole number"):
         lo.evaluate(**grid, executor="ray", ray_actors=0)
+    with pytest.raises(LLMOpsError, match="executor must be 'local' or 'ray', not 'spark'"):
+        lo.finetune(grid["models"][0], grid["data"], "echo@1", "expected", executor="spark")
+    assert lo.EvalRun.list().height == 0 and lo.finetunes().height == 0
+
+
+def test_resources_no_machine_has_are_refused(cluster: Path, grid: dict[str, Any]) -> None:
     with pytest.raises(RayUnavailable, match=r"asks for 1 GPU\(s\), and the Ray cluster has 0"):
         lo.evaluate(**grid, executor="ray", ray_num_gpus=1)
-    assert lo.EvalRun.list().height == 0
+    with pytest.raises(RayUnavailable, match=r"fine-tune task asks for 64 CPU\(s\)"):
+        lo.finetune(
+            grid["models"][0], grid["data"], "echo@1", "expected", executor="ray",
+            ray_num_cpus=64,
+        )  # fmt: skip
+    assert lo.EvalRun.list().height == 0 and lo.finetunes().height == 0
 
 
 def test_a_finetune_runs_as_a_ray_task(cluster: Path, tiny_model: Path) -> None:
