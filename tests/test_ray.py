@@ -7,6 +7,7 @@ store (their environment names one that cannot be opened, and it is never create
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -43,10 +44,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "LLMOPS_NB_HOME": str(canary / "home"),
         "TOKENIZERS_PARALLELISM": "false",
     }
+    # LLMOPS_NB_TEST_RAY_ADDRESS: run against a cluster started apart (`ray start --head`)
+    existing = os.environ.get("LLMOPS_NB_TEST_RAY_ADDRESS")
+    local = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 150 * 2**20}
     ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=150 * 2**20,
+        **({"address": existing} if existing else local),
         log_to_driver=False,
         runtime_env={"env_vars": env},
     )

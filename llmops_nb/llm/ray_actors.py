@@ -190,8 +190,10 @@ class ReplicaPool:
         import ray
 
         with self._lock:
-            replicas, self._replicas = self._replicas, []
-        for r in replicas:
+            ending = [r for r in self._replicas if r.alive]
+            for r in ending:
+                r.alive = False
+        for r in ending:
             with contextlib.suppress(Exception):
                 ray.kill(r.handle)
 
