@@ -144,7 +144,8 @@ def test_killing_an_actor_mid_grid_loses_and_duplicates_nothing(
     run = lo.evaluate(**grid, name="survivor", executor="ray", ray_actors=2)
     assert killed, "the grid ended before an actor could be killed"
     (pool,) = _seen
-    assert len(pool.handles) == 1 and pool.retried >= 1  # in-flight cells went elsewhere
+    # the killed actor's in-flight cells went to the other one, each answered once
+    assert pool.retried >= 1 and sum(pool.served) == 24
     assert run.status == "done"
     keys = run.results.select("prompt", "model", "row_index")
     assert keys.height == 24 and keys.unique().height == 24 and count("eval_result") == 48
