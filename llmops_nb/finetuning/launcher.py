@@ -50,6 +50,9 @@ def finetune(
     seed: int = 0,
     threads: int | None = None,
     project: str | None = None,
+    executor: str | None = None,
+    ray_num_cpus: float | None = None,
+    ray_num_gpus: float | None = None,
 ) -> FineTuneJob:
     """Fine-tune BASE (a `local/` model) on DATA rendered through PROMPT, TARGET as the answer.
 
@@ -57,6 +60,8 @@ def finetune(
     backend: "auto" (Unsloth on a CUDA GPU when installed, else transformers + peft
     through TRL), "unsloth" or "peft"; None takes `%config LLMOps.finetune_backend`.
     threads: torch CPU threads for the worker (None: torch's default, one per core).
+    executor: "local" (a process here) or "ray" (a Ray task with ray_num_cpus/ray_num_gpus;
+    None: the LLMOps.executor and LLMOps.ray_* settings).
     """
     from ..datasets import DatasetVersion, get_version, load_frame, store_frame
     from ..prompting import PromptVersion
@@ -107,6 +112,9 @@ def finetune(
             f"with lo.finetune_job({name!r})"
         )
 
+    from .ray_launch import ray_resources
+
+    on_ray = ray_resources(executor, ray_num_cpus, ray_num_gpus)  # {} for a local job
     # Everything checked: now write (datasets are content-addressed: a rerun adds nothing).
     def stored(frame: pl.DataFrame, given: Any, ref: str | None, suffix: str) -> Any:
         if isinstance(given, DatasetVersion):
@@ -139,6 +147,7 @@ def finetune(
         "eval_dataset_version_id": eval_version.id if eval_version else None,
         "n_eval": held_out.height if held_out is not None else 0,
         "host": socket.gethostname(),
+        **({"executor": "ray"} if on_ray else {}),
     }
     row = store.create_finetune_job(
         project,
@@ -163,7 +172,12 @@ def finetune(
         reason=f"{method} on {base}, data {train_version.ref}, prompt {version.ref}",
         project=project,
     )
-    start_worker(row.id, output_dir, store.url, project)
+    if on_ray:
+        from .ray_launch import start_ray_worker
+
+        start_ray_worker(row.id, output_dir, store.url, **on_ray)
+    else:
+        start_worker(row.id, output_dir, store.url, project)
     return FineTuneJob(row.id, project=project, store_url=store.url)
 
 
