@@ -47,7 +47,7 @@ def connect(address: str | None = None) -> ModuleType:
     address = (config.settings.ray_address if address is None else address).strip()
     if address in ("", "local"):
         if not ray.is_initialized():
-            _init(ray, "a local Ray cluster", include_dashboard=False)
+            _init(ray, "a local Ray cluster", address="local", include_dashboard=False)
         return ray
     if address != "auto":
         _probe(address)
