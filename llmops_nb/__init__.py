@@ -60,6 +60,11 @@ _EXPORTS: dict[str, str] = {
     "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # A/B splits and model routers
+    "set_split": "llmops_nb.splits",
+    "split_report": "llmops_nb.splits",
+    "router": "llmops_nb.routing",
+    "routers": "llmops_nb.routing",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -86,6 +91,8 @@ if TYPE_CHECKING:
     from .registry import ModelVersion, lineage, model, models
     from .reporting import report
     from .retrieval import index, indexes
+    from .routing import router, routers
+    from .splits import set_split, split_report
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

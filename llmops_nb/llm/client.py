@@ -392,6 +392,13 @@ def complete(
     included. Failures raise one `ModelError`: `UnknownModel`, `ModelTimeout` or
     `ModelCallError`, with any API key masked.
     """
+    if isinstance(model, str) and model.startswith("router/"):  # a stored router picks
+        from .. import routing
+
+        return routing.complete(
+            model, prompt, messages=messages, timeout=timeout, deadline=deadline,
+            retries=retries, cache=cache, api_base=api_base, api_key=api_key, **params,
+        )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
         retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,
@@ -423,6 +430,13 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """`complete` for asyncio code (the eval runner): same arguments, same result."""
+    if isinstance(model, str) and model.startswith("router/"):  # a stored router picks
+        from .. import routing
+
+        return await routing.acomplete(
+            model, prompt, messages=messages, timeout=timeout, deadline=deadline,
+            retries=retries, cache=cache, api_base=api_base, api_key=api_key, **params,
+        )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
         retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,

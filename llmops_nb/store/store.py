@@ -10,6 +10,8 @@ from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
+from .routers import RouterQueries
+from .splits import SplitQueries
 from .traces import TraceQueries
 
 
@@ -23,5 +25,7 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    SplitQueries,
+    RouterQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""
