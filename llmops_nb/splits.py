@@ -190,19 +190,20 @@ def split_version(
             f"{name}@split needs key=...: the arm is picked per key (a user or session id), "
             "so the same key always gets the same arm"
         )
-    split = get_split(name, project=project)
-    if split is None:
+    project = _project(project)
+
+    def choose(arms: list[dict[str, Any]]) -> dict[str, Any]:
+        picked = pick_arm(name, key, tuple(Arm.from_stored(a) for a in arms))
+        return next(a for a in arms if a["arm"] == picked.label)
+
+    found = get_store().split_pick(project, name, choose)
+    if found is None:
         raise NotFound(
             f"prompt {name!r} has no split: set one with "
             f"lo.set_split({name!r}, {{'production': 0.9, 'candidate': 0.1}})"
         )
-    arm = pick_arm(name, key, split.arms)
-    store = get_store()
-    if arm.alias is not None:
-        row = store.resolve_alias(split.project, name, arm.alias)
-    else:
-        row = store.prompt_version(split.project, name, arm.version)
-    return replace(PromptVersion.from_row(name, split.project, row), arm=arm.label)
+    arm, row = found
+    return replace(PromptVersion.from_row(name, project, row), arm=str(arm["arm"]))
 
 
 # --- the report -----------------------------------------------------------------------

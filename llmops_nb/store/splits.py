@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import select as sa_select
@@ -17,8 +18,9 @@ SPLIT_ATTRIBUTE = "llmops.prompt.split"  # the prompt whose split picked a call'
 ARM_ATTRIBUTE = "llmops.prompt.arm"  # the arm it picked
 VERSION_ATTRIBUTE = "llmops.prompt.version"
 
+_trace_table = m.Trace.__table__  # type: ignore[attr-defined]
 _span = m.Span.__table__.c  # type: ignore[attr-defined]
-_trace = m.Trace.__table__.c  # type: ignore[attr-defined]
+_trace = _trace_table.c
 _feedback = m.Feedback.__table__.c  # type: ignore[attr-defined]
 
 
@@ -54,6 +56,39 @@ class SplitQueries(StoreBase):
             ).first()
         return list(arms) if arms is not None else None
 
+    def split_pick(
+        self, project: str, name: str, pick: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    ) -> tuple[dict[str, Any], m.PromptVersion] | None:
+        """The arm PICK chooses from NAME's split and the version it points at now, in
+        two queries (it runs per request); None when NAME has no split."""
+        project_id = self._project_ids.get(project) or self.project_id(project)
+        with self.session() as s:
+            found = s.exec(
+                select(m.Prompt.id, m.PromptSplit.arms)
+                .join(m.PromptSplit, m.PromptSplit.prompt_id == m.Prompt.id, isouter=True)
+                .where(m.Prompt.project_id == project_id, m.Prompt.name == name)
+            ).first()
+            if found is None:
+                _prompt(self, s, project, name)  # raises the NotFound that names the prompts
+            prompt_id, arms = found  # type: ignore[misc]
+            if not arms:
+                return None
+            arm = pick(list(arms))
+            query = select(m.PromptVersion).where(m.PromptVersion.prompt_id == prompt_id)
+            if "alias" in arm:
+                query = query.join(
+                    m.PromptAlias, m.PromptAlias.version_id == m.PromptVersion.id
+                ).where(m.PromptAlias.alias == arm["alias"])
+            else:
+                query = query.where(m.PromptVersion.version == arm["version"])
+            row = s.exec(query).first()
+        if row is None:
+            raise NotFound(
+                f"split arm {arm['arm']!r} of prompt {name!r} points at nothing now "
+                "(its alias or version is gone): set the split again with lo.set_split"
+            )
+        return arm, row
+
     def split_calls(self, project: str, name: str, since_ns: int | None) -> list[dict[str, Any]]:
         """The LLM spans a split of prompt NAME picked the version of: trace id, arm,
         version, status, start/end (ns) and cost, oldest first."""
@@ -68,7 +103,7 @@ class SplitQueries(StoreBase):
                 _span.end_ns,
                 attrs["llmops.cost"].as_float().label("cost"),
             )
-            .join(_trace, _trace.id == _span.trace_id)
+            .join(_trace_table, _trace.id == _span.trace_id)
             .where(
                 _trace.project_id == self.project_id(project),
                 _span.kind == "llm",
