@@ -211,7 +211,9 @@ def router(
         stats_window=window,
         author=config.author(),
     )
-    clear_cache()
+    with _lock:  # this process uses the new definition at once
+        _definitions.pop((config.store_url(), project, name), None)
+        _snapshots.pop((config.store_url(), project, name), None)
     return Router.from_row(project, row)
 
 
@@ -324,7 +326,9 @@ def _snapshot(r: Router) -> _Snapshot:
     from .monitoring import window_stats
 
     stats = {e: window_stats(r.window, model=e.model, project=r.project) for e in r.models}
-    snap = _Snapshot(now, stats)
+    # explored here but not in the store yet (its span is still on its way): not again
+    explored = {e for e in snap.explored if not stats.get(e, {}).get("calls")} if snap else set()
+    snap = _Snapshot(now, stats, explored)
     with _lock:
         _snapshots[key] = snap
     return snap

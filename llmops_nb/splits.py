@@ -209,6 +209,7 @@ def split_version(
 # --- the report -----------------------------------------------------------------------
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_MAX_NS = 2**63 - 1  # span clocks are 64-bit nanoseconds (up to the year 2262)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -233,7 +234,7 @@ def since_ns(since: Any) -> int | None:
     if isinstance(since, _dt.datetime):
         if since.tzinfo is None:
             since = since.astimezone()  # a naive time is the user's local time
-        return int(since.timestamp() * 1e9)
+        return min(int(since.timestamp() * 1e9), _MAX_NS)
     if isinstance(since, _dt.date):
         return since_ns(_dt.datetime(since.year, since.month, since.day))
     raise SplitError(f"since must be a duration such as '7d' or a date, not {since!r}")
