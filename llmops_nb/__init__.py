@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import display as _display
 from ._version import __version__
+from .audit import audit  # light; bound now: the submodule `audit` would shadow its function
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -60,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "FineTuneJob": "llmops_nb.finetuning",
     # errors
     "LLMOpsError": "llmops_nb.errors",
+    # operations: audit log
+    "audit": "llmops_nb.audit",
     # A/B splits and model routers
     "set_split": "llmops_nb.splits",
     "split_report": "llmops_nb.splits",

@@ -544,7 +544,12 @@ def prompt_history(name: str, *, project: str | None = None) -> pl.DataFrame:
 
 
 def move_alias(
-    name: str, alias: str, version: int | None = None, *, project: str | None = None
+    name: str,
+    alias: str,
+    version: int | None = None,
+    *,
+    project: str | None = None,
+    reason: str | None = None,
 ) -> tuple[int | None, int]:
     """Point ALIAS at VERSION, or roll it back when VERSION is None; every move is kept
     in the audit log. Returns (previous version or None, new version)."""
@@ -558,20 +563,25 @@ def move_alias(
         raise NotFound("'split' is reserved: name@split picks an arm of lo.set_split")
     store, project = get_store(), _project(project)
     if version is None:
-        return store.rollback_alias(project, name, alias, config.author())
-    return store.set_alias(project, name, alias, int(version), config.author())
+        return store.rollback_alias(project, name, alias, config.author(), reason)
+    return store.set_alias(project, name, alias, int(version), config.author(), reason)
 
 
-def set_alias(name: str, alias: str, version: int, *, project: str | None = None) -> str:
+def set_alias(
+    name: str, alias: str, version: int, *, project: str | None = None, reason: str | None = None
+) -> str:
     """Point ALIAS at VERSION (kept in the audit log); returns a one-line summary."""
-    before, after = move_alias(name, alias, version, project=project)
+    before, after = move_alias(name, alias, version, project=project, reason=reason)
     if before == after:
         return f"{name}@{alias} is already v{after}"
     was = f" (was v{before})" if before is not None else ""
     return f"{name}@{alias} -> v{after}{was}"
 
 
-def rollback(name: str, alias: str, *, project: str | None = None) -> str:
-    """Point ALIAS back at the version it pointed to before its last move."""
-    before, after = move_alias(name, alias, None, project=project)
+def rollback(
+    name: str, alias: str, *, project: str | None = None, reason: str | None = None
+) -> str:
+    """Point ALIAS back at the version it pointed to before its last move (audited, with
+    REASON)."""
+    before, after = move_alias(name, alias, None, project=project, reason=reason)
     return f"{name}@{alias} rolled back: v{before} -> v{after}"

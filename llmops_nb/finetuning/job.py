@@ -207,6 +207,11 @@ class FineTuneJob:
                 f"fine-tune job {self.name!r} (#{self.id}) already {status}: "
                 "there is nothing to cancel"
             )
+        from ..config import author
+
+        store.append_audit(
+            self.project, "finetune cancelled", self.name, author=author(), to_value="cancelled"
+        )
         self.refresh()
         pid = self.row.pid
         if pid is not None and (self.row.params or {}).get("host") == socket.gethostname():

@@ -154,6 +154,15 @@ def finetune(
         author=config.author(),
     )
     assert row.id is not None
+    from ..audit import record
+
+    record(
+        "finetune launched",
+        name,
+        to=f"job #{row.id}",
+        reason=f"{method} on {base}, data {train_version.ref}, prompt {version.ref}",
+        project=project,
+    )
     start_worker(row.id, output_dir, store.url, project)
     return FineTuneJob(row.id, project=project, store_url=store.url)
 

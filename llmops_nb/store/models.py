@@ -339,6 +339,95 @@ class CacheEntry(SQLModel, table=True):
     trace_id: str | None = None  # the trace of the model call that filled this entry
 
 
+# --- operations: audit log, model aliases, alerts -------------------------------------
+
+
+class AuditEvent(SQLModel, table=True):
+    """The append-only audit log: who changed what, when, from what to what, and why."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_project_created", "project_id", "created_at"),
+        Index("ix_audit_events_action_created", "action", "created_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    author: str = ""
+    project_id: Optional[int] = Field(default=None, foreign_key="project.id")
+    action: str  # "alias moved", "rollback", "alert fired", ... (llmops_nb.audit.ACTIONS)
+    target: str  # what it happened to: "support_reply@production", "local/support-ft@2"
+    from_value: Optional[str] = None
+    to_value: Optional[str] = None
+    reason: Optional[str] = Field(default=None, sa_type=Text)
+
+
+class ModelAlias(SQLModel, table=True):
+    """`local/name@alias` -> one registered version of model NAME."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("project_id", "name", "alias"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelAliasEvent(SQLModel, table=True):
+    """Every move of a model alias, so that a rollback can undo the last one."""
+
+    __tablename__ = "model_alias_history"
+    __table_args__ = (Index("ix_model_alias_history_alias", "project_id", "name", "alias", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    alias: str
+    action: str  # "set" or "rollback"
+    from_version: Optional[int] = None
+    to_version: int
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AlertRule(SQLModel, table=True):
+    """A stored alert: a condition over the traces of a window, maybe tied to a rollback."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    condition: str
+    window: str  # as written, e.g. "1h"
+    window_s: float
+    model: Optional[str] = None
+    prompt: Optional[str] = None
+    rollback: Optional[str] = None  # "name@alias" (prompt) or "local/name@alias" (model)
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AlertFiring(SQLModel, table=True):
+    """One firing of a rule: the window it measured, the values, and what was rolled back."""
+
+    __tablename__ = "alert_firings"
+    __table_args__ = (UniqueConstraint("rule_id", "window_end"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    rule_id: int = Field(foreign_key="alert_rules.id", index=True)
+    window_start: datetime
+    window_end: datetime
+    measured: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    message: str = Field(sa_type=Text)
+    rollback: Optional[str] = Field(default=None, sa_type=Text)  # "v3 -> v2", or None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # --- A/B splits and model routers --------------------------------------------------
 
 

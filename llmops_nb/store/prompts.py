@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from ..errors import NotFound
 from . import models as m
+from .audit import add_event
 from .base import StoreBase
 from .models import utcnow
 
@@ -69,6 +70,16 @@ class PromptQueries(StoreBase):
             s.add(row)
             s.add(prompt)
             s.flush()
+            add_event(
+                s,
+                project_id=project_id,
+                action="prompt registered",
+                target=name,
+                author=fields.get("author", ""),
+                from_value=f"v{latest.version}" if latest else None,
+                to_value=f"v{row.version}",
+                reason=fields.get("message"),
+            )
             return row, True
 
         return self.write(add)
@@ -172,49 +183,78 @@ class PromptQueries(StoreBase):
             ]
 
     def set_alias(
-        self, project: str, name: str, alias: str, version: int, author: str
+        self,
+        project: str,
+        name: str,
+        alias: str,
+        version: int,
+        author: str,
+        reason: str | None = None,
     ) -> tuple[int | None, int]:
         """Point ALIAS at VERSION; returns (previous version or None, version)."""
         target = self.prompt_version(project, name, version)
 
         def move(s: Session) -> tuple[int | None, int]:
             prompt = self._prompt(s, project, name, lock=True)
-            return self._move_alias(s, prompt, alias, target, "set", author)
+            return self._move_alias(s, prompt, alias, target, "set", author, reason)
 
         return self.write(move)
 
-    def rollback_alias(self, project: str, name: str, alias: str, author: str) -> tuple[int, int]:
+    def rollback_alias(
+        self, project: str, name: str, alias: str, author: str, reason: str | None = None
+    ) -> tuple[int, int]:
         """Point ALIAS back where it pointed before its last move (repeatable, like undo)."""
         self.resolve_alias(project, name, alias)  # a clear error for an unknown alias
 
         def rollback(s: Session) -> tuple[int, int]:
-            prompt = self._prompt(s, project, name, lock=True)
-            events = s.exec(
-                select(m.AliasEvent)
-                .where(m.AliasEvent.prompt_id == prompt.id, m.AliasEvent.alias == alias)
-                .order_by(m.AliasEvent.id.desc())  # type: ignore[union-attr]
-            ).all()
-            # Each rollback undoes one earlier "set": skip as many sets as rollbacks seen.
-            skip, target_id = 0, None
-            for ev in events:
-                if ev.action == "rollback":
-                    skip += 1
-                elif skip:
-                    skip -= 1
-                else:
-                    target_id = ev.from_version_id
-                    break
-            if target_id is None:
-                raise NotFound(
-                    f"alias {alias!r} of prompt {name!r} has no earlier version to roll back to"
-                )
-            target = s.get(m.PromptVersion, target_id)
-            assert target is not None
-            before, after = self._move_alias(s, prompt, alias, target, "rollback", author)
-            assert before is not None
-            return before, after
+            return self.rollback_alias_in(s, project, name, alias, author, reason)
 
         return self.write(rollback)
+
+    def rollback_alias_in(
+        self,
+        s: Session,
+        project: str,
+        name: str,
+        alias: str,
+        author: str,
+        reason: str | None = None,
+    ) -> tuple[int, int]:
+        """`rollback_alias` inside the caller's write transaction (an alert's firing)."""
+        prompt = self._prompt(s, project, name, lock=True)
+        target = self._rollback_target(s, prompt, alias)
+        if target is None:
+            raise NotFound(
+                f"alias {alias!r} of prompt {name!r} has no earlier version to roll back to"
+            )
+        before, after = self._move_alias(s, prompt, alias, target, "rollback", author, reason)
+        assert before is not None
+        return before, after
+
+    def rollback_target(self, project: str, name: str, alias: str) -> int | None:
+        """The version a rollback of NAME@ALIAS would go back to, None when it has no history."""
+        with self.session() as s:
+            prompt = self._prompt(s, project, name)
+            target = self._rollback_target(s, prompt, alias)
+            return target.version if target else None
+
+    def _rollback_target(self, s: Session, prompt: m.Prompt, alias: str) -> m.PromptVersion | None:
+        events = s.exec(
+            select(m.AliasEvent)
+            .where(m.AliasEvent.prompt_id == prompt.id, m.AliasEvent.alias == alias)
+            .order_by(m.AliasEvent.id.desc())  # type: ignore[union-attr]
+        ).all()
+        # Each rollback undoes one earlier "set": skip as many sets as rollbacks seen.
+        skip, target_id = 0, None
+        for ev in events:
+            if ev.action == "rollback":
+                skip += 1
+            elif skip:
+                skip -= 1
+            else:
+                target_id = ev.from_version_id
+                break
+        return s.get(m.PromptVersion, target_id) if target_id is not None else None
 
     def _move_alias(
         self,
@@ -224,6 +264,7 @@ class PromptQueries(StoreBase):
         target: m.PromptVersion,
         action: str,
         author: str,
+        reason: str | None = None,
     ) -> tuple[int | None, int]:
         row = s.exec(
             select(m.PromptAlias).where(
@@ -247,6 +288,16 @@ class PromptQueries(StoreBase):
                 to_version_id=target.id,  # type: ignore[arg-type]
                 author=author,
             )
+        )
+        add_event(
+            s,
+            project_id=prompt.project_id,
+            action="rollback" if action == "rollback" else "alias moved",
+            target=f"{prompt.name}@{alias}",
+            author=author,
+            from_value=f"v{before.version}" if before else None,
+            to_value=f"v{target.version}",
+            reason=reason,
         )
         return (before.version if before else None), target.version
 

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from ..config import check_name
 from ..errors import NotFound
 from . import models as m
+from .audit import add_event
 from .base import StoreBase
 
 
@@ -55,6 +56,15 @@ class ModelRegistryQueries(StoreBase):
             )
             s.add(row)
             s.flush()
+            add_event(
+                s,
+                project_id=project_id,
+                action="model registered",
+                target=f"local/{name}",
+                author=author,
+                to_value=f"v{row.version}",
+                reason=f"base {base}" + (f", fine-tune job #{job_id}" if job_id else ""),
+            )
             return row
 
         return self.write(add)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit import AuditQueries
 from .browse import BrowseQueries
 from .cache import CacheQueries
 from .datasets import DatasetQueries
@@ -25,6 +26,7 @@ class Store(
     DatasetQueries,
     FinetuneQueries,
     IndexQueries,
+    AuditQueries,
     SplitQueries,
     RouterQueries,
 ):
