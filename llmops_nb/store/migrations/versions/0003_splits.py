@@ -1,7 +1,7 @@
 """A/B splits of a prompt's traffic, and model routers.
 
 Revision ID: 0003_splits
-Revises: 0002_rag
+Revises: 0003_ops
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_splits"
-down_revision = "0002_rag"
+down_revision = "0003_ops"
 branch_labels = None
 depends_on = None
 
