@@ -68,6 +68,8 @@ _EXPORTS: dict[str, str] = {
     "split_report": "llmops_nb.splits",
     "router": "llmops_nb.routing",
     "routers": "llmops_nb.routing",
+    # operating in production
+    "monitor": "llmops_nb.monitoring",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from .llm.client import acomplete, complete
     from .llm.completion import Completion
     from .llm.embeddings import aembed, embed
+    from .monitoring import monitor
     from .prompting import (
         PromptVersion,
         prompt,

@@ -13,7 +13,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -462,3 +475,42 @@ class Router(SQLModel, table=True):
     author: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+LATENCY_BINS_PER_DECADE = 20
+LATENCY_EDGES_MS: tuple[float, ...] = tuple(
+    10 ** (k / LATENCY_BINS_PER_DECADE) for k in range(6 * LATENCY_BINS_PER_DECADE + 1)
+)
+"""Latency histogram edges, 1 ms to 1000 s, 20 per decade (each bin about 12 % wide):
+bin 0 holds calls under 1 ms, bin k calls in [edge k-1, edge k), the last bin the rest."""
+LATENCY_BINS = len(LATENCY_EDGES_MS) + 1
+
+
+def latency_bin_column(k: int) -> str:
+    return f"h{k:03d}"
+
+
+llm_rollup = Table(
+    "llm_rollup",
+    SQLModel.metadata,
+    Column("project_id", Integer, ForeignKey("project.id"), primary_key=True),
+    Column("minute_ns", BigInteger, primary_key=True),  # UTC minute the calls started in
+    Column("model", String, primary_key=True),  # "" when the span names none
+    Column("prompt", String, primary_key=True),  # "name@version", "name" or ""
+    Column("calls", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("cache_hits", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("latency_sum_ms", Float, nullable=False),
+    Column("latency_min_ms", Float, nullable=False),
+    Column("latency_max_ms", Float, nullable=False),
+    *(Column(latency_bin_column(k), Integer, nullable=False) for k in range(LATENCY_BINS)),
+    Index("ix_llm_rollup_minute", "minute_ns"),
+)
+"""Per project, UTC minute, model and prompt: the LLM spans' counts, sums and latency
+histogram, kept by triggers as spans are stored (migration 0003_monitor), so monitoring
+reads minutes, not spans, and answers in milliseconds over millions of calls."""

@@ -9,6 +9,7 @@ from .datasets import DatasetQueries
 from .evals import EvalQueries
 from .finetunes import FinetuneQueries
 from .indexes import IndexQueries
+from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .routers import RouterQueries
@@ -29,5 +30,6 @@ class Store(
     AuditQueries,
     SplitQueries,
     RouterQueries,
+    MonitorQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

@@ -1,0 +1,236 @@
+"""lo.monitor / window_stats: real traffic to the test server and spans written through
+the store, on SQLite and PostgreSQL; the numbers a user reads per bucket."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+import llmops_nb as lo
+from llmops_nb import monitoring
+from llmops_nb.llm.client import ModelCallError
+from llmops_nb.monitoring import InvalidDuration, parse_duration, window_stats
+from llmops_nb.store import get_store
+from llmops_nb.store.traces import TraceDelta
+from llmops_nb.testing import OpenAIServer
+
+MODEL = "openai/gpt-4o-mini"
+HOUR = dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC)  # a fixed past hour for written spans
+
+
+def _ns(when: dt.datetime) -> int:
+    return int(when.timestamp()) * 10**9
+
+
+def write_calls(calls: list[dict[str, Any]], project: str = "default") -> None:
+    """Store one-span traces, one per call: start (datetime), latency_ms, model, prompt
+    ("name@version"), error, input/output tokens, cost, cached."""
+    spans, deltas = [], []
+    for i, c in enumerate(calls):
+        n = len(spans) + c.get("seq", 0) * 1000
+        start = _ns(c["start"]) + i * 1000
+        attrs: dict[str, Any] = {
+            "llmops.model": c.get("model", MODEL),
+            "gen_ai.request.model": c.get("model", MODEL).split("/")[-1],
+            "gen_ai.usage.input_tokens": c.get("input_tokens", 10),
+            "gen_ai.usage.output_tokens": c.get("output_tokens", 4),
+            "llmops.cost": c.get("cost", 0.001),
+        }
+        if c.get("cached"):
+            attrs["llmops.cached"] = True
+        if "prompt" in c:
+            name, version = c["prompt"].split("@")
+            attrs["llmops.prompt.name"] = name
+            attrs["llmops.prompt.version"] = int(version)
+        trace_id = f"{abs(hash((project, start, n))) % 16**32:032x}"
+        end = start + int(c["latency_ms"] * 1e6)
+        spans.append(
+            {
+                "id": f"{abs(hash((trace_id, 's'))) % 16**16:016x}",
+                "trace_id": trace_id,
+                "name": "chat",
+                "kind": "llm",
+                "status": "error" if c.get("error") else "ok",
+                "error": "boom" if c.get("error") else None,
+                "start_ns": start,
+                "end_ns": end,
+                "attributes": attrs,
+            }
+        )
+        deltas.append(
+            TraceDelta(
+                id=trace_id, project=project, name="chat", start_ns=start, end_ns=end, root=True
+            )
+        )
+    get_store().record_spans(spans, deltas)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def test_real_calls_with_injected_slowness_and_errors(
+    store_url: str, fresh_server: OpenAIServer
+) -> None:
+    def call(prompt: str) -> lo.Completion:
+        return lo.complete(
+            MODEL, prompt, api_base=fresh_server.base_url, api_key="sk-test", retries=0, cache=False
+        )
+
+    fresh_server.configure(latency_ms=250)
+    slow = [call(f"slow {i}") for i in range(3)]
+    fresh_server.configure(latency_ms=0)
+    fast = [call(f"fast {i}") for i in range(6)]
+    fresh_server.fail_next(500)
+    with pytest.raises(ModelCallError):
+        call("fails")
+
+    df = lo.monitor(since="1h", every="1h")
+    assert df.columns == [
+        "bucket", "model", "calls", "errors", "error_rate", "p50_ms", "p95_ms",
+        "input_tokens", "output_tokens", "cost", "cache_hit_rate",
+    ]  # fmt: skip
+    done = slow + fast
+    total = df.select(
+        calls=df["calls"].sum(),
+        errors=df["errors"].sum(),
+        input_tokens=df["input_tokens"].sum(),
+        output_tokens=df["output_tokens"].sum(),
+        cost=df["cost"].sum(),
+    ).row(0, named=True)
+    assert set(df["model"]) == {MODEL}
+    assert total["calls"] == 10 and total["errors"] == 1
+    assert total["input_tokens"] == sum(c.usage.input_tokens for c in done)
+    assert total["output_tokens"] == sum(c.usage.output_tokens for c in done)
+    assert total["cost"] == pytest.approx(sum(c.cost or 0 for c in done))
+
+    stats = window_stats("1h")
+    assert (stats["calls"], stats["errors"]) == (10, 1)
+    assert stats["error_rate"] == pytest.approx(0.1)
+    assert stats["cache_hit_rate"] == 0.0
+    # the three slow calls are the slowest 30 %: p95 is one of them, p50 a fast one
+    spans = [s for c in done for s in lo.get_trace(c.trace_id).spans if s.kind == "llm"]
+    slow_ms = sorted(s.latency_ms for s in spans)[-3:]
+    assert stats["p95_ms"] >= 250 and min(slow_ms) * 0.9 <= stats["p95_ms"] <= max(slow_ms)
+    assert stats["p50_ms"] < 250
+    assert window_stats("1h", model="openai/other")["calls"] == 0
+
+
+def test_buckets_groups_and_percentiles(store_url: str) -> None:
+    first = [60.0, 80.0, 100.0, 120.0, 900.0]
+    second = [200.0, 210.0, 220.0, 230.0, 240.0, 250.0, 260.0, 270.0, 280.0, 2000.0]
+    calls = [
+        {"start": HOUR + dt.timedelta(minutes=5 + i), "latency_ms": ms, "prompt": "faq@1",
+         "error": i == 0, "cached": i < 2}
+        for i, ms in enumerate(first)
+    ] + [
+        {"start": HOUR + dt.timedelta(hours=1, minutes=i), "latency_ms": ms,
+         "prompt": "faq@2" if i % 2 else "faq@1", "model": "local/ft" if i >= 8 else MODEL,
+         "input_tokens": 20, "cost": 0.01}
+        for i, ms in enumerate(second)
+    ]  # fmt: skip
+    write_calls(calls)
+    write_calls([{"start": HOUR, "latency_ms": 5.0}], project="other")
+
+    df = lo.monitor(since=HOUR.isoformat(), until=(HOUR + dt.timedelta(hours=3)).isoformat())
+    rows = df.rows(named=True)
+    assert [(r["bucket"], r["model"], r["calls"]) for r in rows] == [
+        (HOUR, MODEL, 5),
+        (HOUR + dt.timedelta(hours=1), "local/ft", 2),
+        (HOUR + dt.timedelta(hours=1), MODEL, 8),
+    ]
+    h1 = rows[0]
+    assert (h1["errors"], h1["error_rate"], h1["cache_hit_rate"]) == (1, 0.2, 0.4)
+    assert (h1["input_tokens"], h1["output_tokens"], h1["cost"]) == (50, 20, pytest.approx(0.005))
+    assert h1["p50_ms"] == pytest.approx(nearest_rank(first, 0.5), rel=0.06)
+    assert h1["p95_ms"] == 900.0  # the slowest call: the top rank is exact
+    h2 = rows[2]
+    assert h2["p50_ms"] == pytest.approx(nearest_rank(second[:8], 0.5), rel=0.06)
+    assert h2["p95_ms"] == 270.0 and rows[1]["p95_ms"] == 2000.0
+
+    by_prompt = lo.monitor(since=HOUR, every="1d", by="prompt", until=HOUR + dt.timedelta(days=1))
+    assert dict(zip(by_prompt["prompt"], by_prompt["calls"], strict=True)) == {
+        "faq@1": 10,
+        "faq@2": 5,
+    }
+    assert by_prompt["bucket"].to_list() == [HOUR.replace(hour=0)] * 2
+    day = {"since": HOUR, "every": "1d", "until": HOUR + dt.timedelta(days=1)}
+    only_v2 = lo.monitor(**day, by="prompt", prompt="faq@2")
+    assert only_v2["calls"].to_list() == [5]
+    all_versions = lo.monitor(**day, prompt="faq")
+    assert dict(zip(all_versions["model"], all_versions["calls"], strict=True)) == {
+        "local/ft": 2,
+        MODEL: 13,
+    }
+    assert lo.monitor(**day, prompt="fa")["calls"].to_list() == []
+    one_model = lo.monitor(**day, model="local/ft")
+    assert one_model["calls"].to_list() == [2] and one_model["cost"].to_list() == [
+        pytest.approx(0.02)
+    ]
+
+    by_project = lo.monitor(**day, by="project")
+    assert dict(zip(by_project["project"], by_project["calls"], strict=True)) == {
+        "default": 15,
+        "other": 1,
+    }
+
+    window = window_stats("30m", until=HOUR + dt.timedelta(hours=1, minutes=30))
+    assert window["calls"] == 10 and window["p95_ms"] == 2000.0
+    assert window["input_tokens"] == 200 and window["cost"] == pytest.approx(0.1)
+    assert window_stats("1h", until=HOUR)["calls"] == 0
+    assert window_stats("1h", until=HOUR)["p95_ms"] is None
+
+
+def test_spans_stored_before_the_migration_are_counted(llmops_home: Any) -> None:
+    write_calls([{"start": HOUR, "latency_ms": 40.0}, {"start": HOUR, "latency_ms": 60.0}])
+    store = get_store()
+    with store.engine.begin() as conn:  # as if the spans predate the rollup
+        conn.execute(text("DELETE FROM llm_rollup"))
+        from llmops_nb.store.monitoring import backfill_rollup
+
+        conn.execute(text(backfill_rollup(conn.dialect.name)))
+    stats = window_stats("1h", until=HOUR + dt.timedelta(minutes=5))
+    assert (stats["calls"], stats["p50_ms"], stats["p95_ms"]) == (2, 40.0, 60.0)
+
+
+def test_spans_of_one_trace_in_several_batches_count_once(store_url: str) -> None:
+    store = get_store()
+    start = _ns(HOUR)
+    trace_id = "ab" * 16
+
+    def span(i: int) -> dict[str, Any]:
+        return {
+            "id": f"{i:016x}", "trace_id": trace_id, "name": "chat", "kind": "llm",
+            "status": "ok", "start_ns": start + i, "end_ns": start + i + 10**8,
+            "attributes": {"llmops.model": MODEL, "gen_ai.usage.input_tokens": 3},
+        }  # fmt: skip
+
+    def delta() -> TraceDelta:
+        return TraceDelta(id=trace_id, project="default", name="x", start_ns=start, end_ns=start)
+
+    store.record_spans([span(1), span(2)], [delta()])  # spans before their trace row
+    store.record_spans([span(3)], [delta()])  # a later batch: the trace row exists
+    store.record_spans([span(3)], [delta()], if_absent=True)  # a retried batch: no twice
+    stats = window_stats("1h", until=HOUR + dt.timedelta(minutes=5))
+    assert (stats["calls"], stats["input_tokens"]) == (3, 9)
+
+
+def test_bad_durations_are_one_clear_message() -> None:
+    assert parse_duration("90s") == dt.timedelta(seconds=90)
+    assert parse_duration("15m") == dt.timedelta(minutes=15)
+    assert parse_duration("7d") == dt.timedelta(days=7)
+    for bad in ("soon", "7 days", "-1h", "0m", ""):
+        with pytest.raises(InvalidDuration, match="duration"):
+            lo.monitor(since=bad)
+    with pytest.raises(InvalidDuration, match="every='fortnight' is not a duration"):
+        lo.monitor(every="fortnight")
+    with pytest.raises(InvalidDuration, match="window"):
+        window_stats("yesterday")
+    with pytest.raises(monitoring.InvalidMonitorQuery, match="by='team'"):
+        lo.monitor(by="team")
+    assert lo.monitor(since="2026-11-01")["calls"].to_list() == []
