@@ -1,7 +1,10 @@
 """A/B splits of a prompt's traffic, and model routers.
 
+Also the merge point of the two revisions before it (the audit log and the monitoring
+rollup both follow 0002_rag), so the store has one head.
+
 Revision ID: 0003_splits
-Revises: 0003_ops
+Revises: 0003_ops, 0003_monitor
 Create Date: 2026-12-02
 """
 
@@ -9,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_splits"
-down_revision = "0003_ops"
+down_revision = ("0003_ops", "0003_monitor")
 branch_labels = None
 depends_on = None
 
