@@ -16,7 +16,6 @@ costs microseconds more than a plain one, not a database query.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -54,7 +53,6 @@ DECISION_TTL_S = 5.0
 """How long a router's definition and its models' statistics are reused in a process."""
 UNHEALTHY_ERROR_RATE = 0.5
 """A model failing at least this share of its recent calls is tried last."""
-_WINDOW = re.compile(r"^\d+(\.\d+)?[smhdw]$")
 
 
 class RouterError(LLMOpsError, ValueError):
@@ -218,10 +216,12 @@ def router(
 
 
 def _check_window(name: str, window: Any) -> None:
-    if not isinstance(window, str) or not _WINDOW.match(window):
-        raise RouterError(
-            f"router {name!r}: window must be a duration such as '1h' or '30m', not {window!r}"
-        )
+    from .monitoring import InvalidDuration, parse_duration
+
+    try:
+        parse_duration(window, name="window")
+    except InvalidDuration as exc:
+        raise RouterError(f"router {name!r}: {exc}") from None
 
 
 def get_router(name: str, *, project: str | None = None) -> Router:

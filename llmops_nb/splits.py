@@ -14,7 +14,6 @@ import datetime as _dt
 import hashlib
 import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -120,9 +119,9 @@ def set_split(name: str, weights: Mapping[Any, Any], *, project: str | None = No
 
     Arms are aliases (followed when they move) or versions ("v3" or 3); weights are
     shares (they need not sum to 1), the first arm is the control `split_report`
-    compares with. Replaces any split NAME had, and is written to the audit log.
+    compares with. Replaces any split NAME had; the audit log gets a "split set"
+    event in the same transaction.
     """
-    from .audit import record
     from .store import get_store
 
     config.check_name("prompt", name)
@@ -138,16 +137,12 @@ def set_split(name: str, weights: Mapping[Any, Any], *, project: str | None = No
         raise SplitError(f"split arm {twice!r} is given twice")
     if sum(a.weight for a in arms) <= 0:
         raise SplitError("the split's weights sum to 0: give at least one arm a positive weight")
-    before = get_store().set_split(project, name, [a.stored() for a in arms], config.author())
     split = Split(name, project, tuple(arms))
-    was = Split(name, project, tuple(Arm.from_stored(r) for r in before)) if before else None
-    record(
-        "split set",
-        name,
-        from_=was.describe() if was else None,
-        to=split.describe(),
-        project=project,
-    )
+
+    def describe(stored: list[dict[str, Any]]) -> str:
+        return Split(name, project, tuple(Arm.from_stored(r) for r in stored)).describe()
+
+    get_store().set_split(project, name, [a.stored() for a in arms], config.author(), describe)
     return split
 
 
@@ -208,36 +203,18 @@ def split_version(
 
 # --- the report -----------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _MAX_NS = 2**63 - 1  # span clocks are 64-bit nanoseconds (up to the year 2262)
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def since_ns(since: Any) -> int | None:
-    """None, a duration ("7d", "12h", a timedelta), or a date or time (ISO text too)."""
+    """None, a duration back from now ("7d"), or a date or time, read as `lo.monitor`
+    reads it (`monitoring.parse_since`), in span-clock nanoseconds."""
     if since is None:
         return None
-    if isinstance(since, _dt.timedelta):
-        return time.time_ns() - int(since.total_seconds() * 1e9)
-    if isinstance(since, str):
-        duration = _DURATION.match(since)
-        if duration:
-            seconds = float(duration.group(1)) * _SECONDS[duration.group(2)]
-            return time.time_ns() - int(seconds * 1e9)
-        try:
-            since = _dt.datetime.fromisoformat(since.strip())
-        except ValueError:
-            raise SplitError(
-                f"since={since!r} is neither a duration (e.g. '7d', '12h') nor a date "
-                "(e.g. '2026-11-22' or '2026-11-22T10:00')"
-            ) from None
-    if isinstance(since, _dt.datetime):
-        if since.tzinfo is None:
-            since = since.astimezone()  # a naive time is the user's local time
-        return min(int(since.timestamp() * 1e9), _MAX_NS)
-    if isinstance(since, _dt.date):
-        return since_ns(_dt.datetime(since.year, since.month, since.day))
-    raise SplitError(f"since must be a duration such as '7d' or a date, not {since!r}")
+    from .monitoring import parse_since
+
+    when = parse_since(since, _dt.datetime.now(_dt.UTC))
+    return min(int(when.timestamp() * 1e9), _MAX_NS)
 
 
 def split_report(name: str, since: Any = None, *, project: str | None = None) -> pl.DataFrame:
@@ -248,7 +225,7 @@ def split_report(name: str, since: Any = None, *, project: str | None = None) ->
     (BOOTSTRAP_RESAMPLES resamples, seed BOOTSTRAP_SEED) for the latency percentiles.
 
     A call is one trace's use of an arm, its retries included. `since` is a duration
-    ("7d") or a date.
+    ("7d") or a date (UTC when it names no zone).
     """
     import polars as pl
 

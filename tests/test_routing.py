@@ -72,7 +72,7 @@ def test_bad_routers_are_one_clear_message_and_store_nothing(
         ({"models": ["openai/gpt-4o", "openai/gpt-4o"]}, "listed twice"),
         ({"models": ["router/other"]}, "another router"),
         ({"models": ["openai/gpt-4o"], "max_p95_ms": -5}, "positive number"),
-        ({"models": ["openai/gpt-4o"], "window": "an hour"}, "duration"),
+        ({"models": ["openai/gpt-4o"], "window": "an hour"}, "not a duration"),
     ]
     for kwargs, words in cases:
         with pytest.raises(RouterError) as info:

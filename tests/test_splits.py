@@ -126,9 +126,7 @@ def test_bad_splits_are_one_clear_message_and_store_nothing(
 
 
 def audit_rows() -> list[dict[str, object]]:
-    from llmops_nb.audit import audit
-
-    return audit(action="split set").to_dicts()
+    return lo.audit(action="split set").to_dicts()
 
 
 def test_asking_for_a_split_arm_wrongly(store_url: str, two_versions: None) -> None:
@@ -151,7 +149,7 @@ def test_a_new_split_replaces_the_old_and_is_audited(store_url: str, two_version
     assert split is not None and [a.weight for a in split.arms] == [0.5, 0.5]
     assert len(stored_split_rows()) == 1
     rows = audit_rows()
-    assert [r["target"] for r in rows] == ["support_reply", "support_reply"]
+    assert [(r["target"], r["who"]) for r in rows] == [("support_reply", "tester")] * 2
     changes = {(r["from"], r["to"]) for r in rows}
     assert (
         "support_reply@split: production 90 %, candidate 10 %",
@@ -194,7 +192,7 @@ def test_split_report_agrees_with_the_stored_rows(
     for i in range(48):
         picked = lo.prompt("support_reply@split", key=f"user-{i}")
         # the candidate is slower, and one call in six fails (a 400 is not retried)
-        server.configure(latency_ms=25 if picked.arm == "candidate" else 0)
+        server.configure(latency_ms=200 if picked.arm == "candidate" else 0)
         if i % 6 == 0:
             server.fail_next(400)
         try:
@@ -254,16 +252,16 @@ def test_split_report_agrees_with_the_stored_rows(
     assert candidate["feedback_mean_ci_low"] == pytest.approx(
         np.mean(f1) - np.mean(f0) - 1.96 * se, rel=1e-3
     )
-    # the candidate is about 25 ms slower: the bootstrap interval excludes 0
+    # the candidate is about 200 ms slower: the bootstrap interval excludes 0
     assert candidate["p50_ms_diff"] == pytest.approx(
         candidate["p50_ms"] - control["p50_ms"]
     )
-    assert candidate["p50_ms_diff"] > 15
+    assert candidate["p50_ms_diff"] > 100
     assert 0 < candidate["p50_ms_ci_low"] <= candidate["p50_ms_diff"] <= candidate["p50_ms_ci_high"]
     # the same rows give the same interval (a fixed seed)
     assert lo.split_report("support_reply").equals(report)
     # nothing since a moment ago
     later = lo.split_report("support_reply", since="2999-01-01")
     assert later["calls"].to_list() == [0, 0]
-    with pytest.raises(SplitError, match="neither a duration"):
+    with pytest.raises(lo.LLMOpsError, match="neither a duration"):
         lo.split_report("support_reply", since="last tuesday")

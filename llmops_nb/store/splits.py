@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from ..errors import NotFound
 from . import models as m
+from .audit import add_event
 from .base import StoreBase
 from .models import utcnow
 from .prompts import PromptQueries
@@ -26,11 +27,18 @@ _feedback = m.Feedback.__table__.c  # type: ignore[attr-defined]
 
 class SplitQueries(StoreBase):
     def set_split(
-        self, project: str, name: str, arms: list[dict[str, Any]], author: str
+        self,
+        project: str,
+        name: str,
+        arms: list[dict[str, Any]],
+        author: str,
+        describe: Callable[[list[dict[str, Any]]], str],
     ) -> list[dict[str, Any]] | None:
-        """Store ARMS as NAME's split (replacing any); every arm's alias or version must
-        exist, else NotFound and nothing is written. Returns the arms it replaced."""
-        self.project_id(project)
+        """Store ARMS as NAME's split (replacing any), and its "split set" audit event
+        (from and to as DESCRIBE writes them) in the same transaction; every arm's alias
+        or version must exist, else NotFound and nothing is written. Returns the arms it
+        replaced."""
+        project_id = self.project_id(project)
 
         def put(s: Session) -> list[dict[str, Any]] | None:
             prompt = _prompt(self, s, project, name, lock=True)
@@ -43,6 +51,15 @@ class SplitQueries(StoreBase):
                 row = m.PromptSplit(prompt_id=prompt.id)
             row.arms, row.author, row.updated_at = list(arms), author, utcnow()
             s.add(row)
+            add_event(
+                s,
+                project_id=project_id,
+                action="split set",
+                target=name,
+                author=author,
+                from_value=describe(before) if before else None,
+                to_value=describe(arms),
+            )
             return before
 
         return self.write(put)
