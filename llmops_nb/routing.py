@@ -3,7 +3,7 @@
 `lo.router("cheap-fast", models=[...], policy="cheapest")` stores a router, so every
 kernel and the serving endpoint can call `lo.complete("router/cheap-fast", ...)`. Each
 call ranks the router's models from the store's recent traces (`monitoring.window_stats`:
-latency, cost, errors): a model with no history yet is tried first (explore), one over
+latency, cost, errors): a model with little history yet is tried first (explore), one over
 `max_p95_ms` or `max_cost` goes after those within them, one failing half its calls goes
 last. The call goes to the first model and falls back to the next when it fails
 (a retryable error; any error for the "fallback" policy). The choice is recorded on the
@@ -51,6 +51,9 @@ PREFIX = "router/"
 POLICIES = ("cheapest", "fastest", "fallback")
 DECISION_TTL_S = 5.0
 """How long a router's definition and its models' statistics are reused in a process."""
+EXPLORE_CALLS = 3
+"""A model with fewer calls than this in the window is tried (once per statistics
+read) before the ranking: one slow first call should not decide for good."""
 UNHEALTHY_ERROR_RATE = 0.5
 """A model failing at least this share of its recent calls is tried last."""
 
@@ -303,7 +306,8 @@ class _Snapshot:
 
     at: float
     stats: dict[RoutedModel, dict[str, Any]]
-    explored: set[RoutedModel] = field(default_factory=set)
+    # model -> its call count in the store when this process last explored it
+    explored: dict[RoutedModel, int] = field(default_factory=dict)
 
 
 _snapshots: dict[tuple[str, str, str], _Snapshot] = {}
@@ -326,12 +330,14 @@ def _snapshot(r: Router) -> _Snapshot:
     from .monitoring import window_stats
 
     stats = {e: window_stats(r.window, model=e.model, project=r.project) for e in r.models}
-    # explored here but not in the store yet (its span is still on its way): not again
-    explored = {e for e in snap.explored if not stats.get(e, {}).get("calls")} if snap else set()
-    snap = _Snapshot(now, stats, explored)
+    snap = _Snapshot(now, stats, dict(snap.explored) if snap else {})
     with _lock:
         _snapshots[key] = snap
     return snap
+
+
+def _calls(snap: _Snapshot, e: RoutedModel) -> int:
+    return int(snap.stats[e].get("calls") or 0)
 
 
 def _cost_per_call(model: str, stats: Mapping[str, Any]) -> float | None:
@@ -360,10 +366,16 @@ def _plan(r: Router, *, explore: bool = True) -> list[tuple[RoutedModel, str]]:
     first: list[tuple[RoutedModel, str]] = []
     if explore and r.policy != "fallback":
         with _lock:
-            fresh = [e for e in r.models if not snap.stats[e].get("calls") and e not in snap.explored]
+            # a model explored here whose call the store does not show yet: not again
+            fresh = [
+                e
+                for e in r.models
+                if _calls(snap, e) < EXPLORE_CALLS and _calls(snap, e) > snap.explored.get(e, -1)
+            ]
             if fresh:
-                snap.explored.add(fresh[0])
-        first = [(e, "explore") for e in fresh[:1]]
+                pick = min(fresh, key=lambda e: _calls(snap, e))  # the least known, in order
+                snap.explored[pick] = _calls(snap, pick)
+                first = [(pick, "explore")]
     groups: dict[str, list[tuple[tuple[float, ...], RoutedModel]]] = {
         "within": [], "over": [], "new": [], "failing": []
     }  # fmt: skip
