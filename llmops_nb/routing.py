@@ -108,7 +108,8 @@ class Router:
 
     def ranking(self) -> list[tuple[str, str]]:
         """(model, why) in the order the next call would try them."""
-        return [(choice.model, why) for choice, why in _plan(self, explore=False)]
+        key = (config.store_url(), self.project, self.name)
+        return [(choice.model, why) for choice, why in _plan(self, key, explore=False)]
 
     def __repr__(self) -> str:
         models = ", ".join(e.model for e in self.models)
@@ -230,14 +231,17 @@ def _check_window(name: str, window: Any) -> None:
 def get_router(name: str, *, project: str | None = None) -> Router:
     """Router NAME as stored (reused for DECISION_TTL_S); NotFound names the known ones."""
     project = _project(project)
-    key = (config.store_url(), project, name)
+    return _cached_router((config.store_url(), project, name))
+
+
+def _cached_router(key: tuple[str, str, str]) -> Router:
     now = time.monotonic()
-    with _lock:
-        cached = _definitions.get(key)
+    cached = _definitions.get(key)
     if cached is not None and now - cached[0] < DECISION_TTL_S:
         return cached[1]
     from .store import get_store
 
+    _, project, name = key
     store = get_store()
     row = store.router(project, name)
     if row is None:
@@ -302,10 +306,11 @@ _definitions: dict[tuple[str, str, str], tuple[float, Router]] = {}
 
 @dataclass
 class _Snapshot:
-    """One read of a router's models' statistics, and what was explored since."""
+    """One read of a router's models' statistics, their ranking, and what was explored."""
 
     at: float
     stats: dict[RoutedModel, dict[str, Any]]
+    ranked: list[tuple[RoutedModel, str]]
     # model -> its call count in the store when this process last explored it
     explored: dict[RoutedModel, int] = field(default_factory=dict)
 
@@ -320,17 +325,15 @@ def clear_cache() -> None:
         _snapshots.clear()
 
 
-def _snapshot(r: Router) -> _Snapshot:
-    key = (config.store_url(), r.project, r.name)
+def _snapshot(r: Router, key: tuple[str, str, str]) -> _Snapshot:
     now = time.monotonic()
-    with _lock:
-        snap = _snapshots.get(key)
+    snap = _snapshots.get(key)
     if snap is not None and now - snap.at < DECISION_TTL_S:
         return snap
     from .monitoring import window_stats
 
     stats = {e: window_stats(r.window, model=e.model, project=r.project) for e in r.models}
-    snap = _Snapshot(now, stats, dict(snap.explored) if snap else {})
+    snap = _Snapshot(now, stats, _rank(r, stats), dict(snap.explored) if snap else {})
     with _lock:
         _snapshots[key] = snap
     return snap
@@ -360,29 +363,36 @@ def _cost_per_call(model: str, stats: Mapping[str, Any]) -> float | None:
     return spent / calls
 
 
-def _plan(r: Router, *, explore: bool = True) -> list[tuple[RoutedModel, str]]:
-    """The models in the order this call tries them, each with why it is there."""
-    snap = _snapshot(r)
-    first: list[tuple[RoutedModel, str]] = []
-    if explore and r.policy != "fallback":
-        with _lock:
-            # a model explored here whose call the store does not show yet: not again
-            fresh = [
-                e
-                for e in r.models
-                if _calls(snap, e) < EXPLORE_CALLS and _calls(snap, e) > snap.explored.get(e, -1)
-            ]
-            if fresh:
-                pick = min(fresh, key=lambda e: _calls(snap, e))  # the least known, in order
-                snap.explored[pick] = _calls(snap, pick)
-                first = [(pick, "explore")]
+def _plan(
+    r: Router, key: tuple[str, str, str], *, explore: bool = True
+) -> list[tuple[RoutedModel, str]]:
+    """The models in the order this call tries them, each with why it is there: a model
+    with fewer than EXPLORE_CALLS calls first (the least known), then the ranking."""
+    snap = _snapshot(r, key)
+    if not explore or r.policy == "fallback":
+        return snap.ranked
+    with _lock:
+        # a model explored here whose call the store does not show yet: not again
+        fresh = [
+            e
+            for e in r.models
+            if _calls(snap, e) < EXPLORE_CALLS and _calls(snap, e) > snap.explored.get(e, -1)
+        ]
+        if not fresh:
+            return snap.ranked
+        pick = min(fresh, key=lambda e: _calls(snap, e))  # the least known, in order
+        snap.explored[pick] = _calls(snap, pick)
+    return [(pick, "explore"), *(item for item in snap.ranked if item[0] != pick)]
+
+
+def _rank(r: Router, stats: Mapping[RoutedModel, Mapping[str, Any]]) -> list[tuple[RoutedModel, str]]:
+    """By the policy: those within the limits, then those over one, then those with no
+    history, then those failing at least UNHEALTHY_ERROR_RATE of their calls."""
     groups: dict[str, list[tuple[tuple[float, ...], RoutedModel]]] = {
         "within": [], "over": [], "new": [], "failing": []
     }  # fmt: skip
     for index, e in enumerate(r.models):
-        if first and e is first[0][0]:
-            continue
-        s = snap.stats[e]
+        s = stats[e]
         if not s.get("calls"):
             groups["new"].append(((index,), e))
             continue
@@ -403,7 +413,7 @@ def _plan(r: Router, *, explore: bool = True) -> list[tuple[RoutedModel, str]]:
         else:
             groups["within"].append((rank, e))
     why = {"within": r.policy, "over": "over a limit", "new": "no history", "failing": "failing"}
-    ordered = list(first)
+    ordered: list[tuple[RoutedModel, str]] = []
     for group, members in groups.items():
         ordered.extend((e, why[group]) for _, e in sorted(members, key=lambda item: item[0]))
     return ordered
@@ -416,8 +426,11 @@ def _or_inf(value: float | None) -> float:
 # --- routed calls ------------------------------------------------------------------------
 
 
-def _router_for(model: str) -> Router:
-    return get_router(model[len(PREFIX) :])
+def _route(model: str) -> tuple[Router, list[tuple[RoutedModel, str]]]:
+    """The router `router/NAME` names, and the order this call tries its models in."""
+    key = (config.store_url(), config.current_project(), model[len(PREFIX) :])
+    r = _cached_router(key)
+    return r, _plan(r, key)
 
 
 def _falls_back(r: Router, exc: Exception) -> bool:
@@ -446,8 +459,7 @@ def complete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedCompletion:
     from .llm.client import complete as call_model
     from .tracing import call_attributes, span
 
-    r = _router_for(model)
-    plan = _plan(r)
+    r, plan = _route(model)
     api_base = kwargs.pop("api_base", None)
     failed: list[str] = []
     with span(f"router {r.name}", kind="router", attributes={"llmops.router": r.name}) as outer:
@@ -475,8 +487,7 @@ async def acomplete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedComp
     from .llm.client import acomplete as call_model
     from .tracing import call_attributes, span
 
-    r = _router_for(model)
-    plan = _plan(r)
+    r, plan = _route(model)
     api_base = kwargs.pop("api_base", None)
     failed: list[str] = []
     async with span(f"router {r.name}", kind="router", attributes={"llmops.router": r.name}) as outer:
