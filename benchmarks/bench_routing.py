@@ -5,7 +5,8 @@ has its own core), in interleaved rounds, on a fresh SQLite store under a tempor
 LLMOPS_NB_HOME. The router has two models with history, so each call ranks them from its
 cached statistics (refreshed every DECISION_TTL_S seconds), opens the router span and
 sets the choice attributes. Printed: the median per-call time of each, the extra
-microseconds per routed call, and what one statistics refresh (the store read every few
+microseconds per routed call, the router's own work timed alone (on a busy machine the
+end-to-end difference drowns in the model call's noise), and what one statistics refresh (the store read every few
 seconds) costs. Also: a `name@split` pick against a plain `name@alias` lookup.
 
     python benchmarks/bench_routing.py [--calls 100] [--rounds 9]
@@ -72,6 +73,18 @@ def main(argv: list[str] | None = None) -> None:
             plain_us.append(per_call_us(plain, args.calls))
             routed_us.append(per_call_us(routed, args.calls))
         r = routing.get_router("bench")
+
+        def routing_only(i: int) -> None:
+            """What a routed call adds, without the model call: the choice, the router
+            span, the choice attributes and the RoutedCompletion."""
+            chosen, plan = routing._route("router/bench")
+            with tracing.span(f"router {chosen.name}", kind="router") as outer:
+                with tracing.call_attributes(routing._attributes(chosen, plan[0][0], plan[0][1], 0)):
+                    pass
+                outer.set_attribute("llmops.router.choice", plan[0][0].model)
+            routing._routed(lo.Completion(text="", model=plan[0][0].model), chosen, [])
+
+        own_us = statistics.median(per_call_us(routing_only, 2000) for _ in range(5))
         refresh: list[float] = []
         for _ in range(5):
             routing.clear_cache()
@@ -92,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"plain lo.complete          {p:9.0f} µs/call (median of {args.rounds} rounds)")
     print(f"lo.complete('router/...')  {q:9.0f} µs/call")
     print(f"routing overhead           {q - p:9.0f} µs/call ({q / p:.3f}x)")
+    print(f"the router's own work      {own_us:9.0f} µs/call (no model call: choice, span, attributes)")
     print(f"statistics refresh         {statistics.median(refresh):9.0f} µs "
           f"(once per {routing.DECISION_TTL_S:g} s per router, {len(MODELS)} models)")  # fmt: skip
     print(f"lo.prompt('x@production') {alias_us:9.0f} µs/call")
