@@ -6,8 +6,9 @@ LLMOPS_NB_HOME. The router has two models with history, so each call ranks them 
 cached statistics (refreshed every DECISION_TTL_S seconds), opens the router span and
 sets the choice attributes. Printed: the median per-call time of each, the extra
 microseconds per routed call, the router's own work timed alone (on a busy machine the
-end-to-end difference drowns in the model call's noise), and what one statistics refresh (the store read every few
-seconds) costs. Also: a `name@split` pick against a plain `name@alias` lookup.
+end-to-end difference drowns in the model call's noise), and what one statistics
+refresh (the store read every few seconds) costs. Also: a `name@split` pick against a
+plain `name@alias` lookup.
 
     python benchmarks/bench_routing.py [--calls 100] [--rounds 9]
 """
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
             span, the choice attributes and the RoutedCompletion."""
             chosen, plan = routing._route("router/bench")
             with tracing.span(f"router {chosen.name}", kind="router") as outer:
-                with tracing.call_attributes(routing._attributes(chosen, plan[0][0], plan[0][1], 0)):
+                with tracing.call_attributes(
+                    routing._attributes(chosen, plan[0][0], plan[0][1], 0)
+                ):
                     pass
                 outer.set_attribute("llmops.router.choice", plan[0][0].model)
             routing._routed(lo.Completion(text="", model=plan[0][0].model), chosen, [])
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"plain lo.complete          {p:9.0f} µs/call (median of {args.rounds} rounds)")
     print(f"lo.complete('router/...')  {q:9.0f} µs/call")
     print(f"routing overhead           {q - p:9.0f} µs/call ({q / p:.3f}x)")
-    print(f"the router's own work      {own_us:9.0f} µs/call (no model call: choice, span, attributes)")
+    print(f"the router's own work      {own_us:9.0f} µs/call (choice, span, attributes; no call)")
     print(f"statistics refresh         {statistics.median(refresh):9.0f} µs "
           f"(once per {routing.DECISION_TTL_S:g} s per router, {len(MODELS)} models)")  # fmt: skip
     print(f"lo.prompt('x@production') {alias_us:9.0f} µs/call")

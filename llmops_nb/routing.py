@@ -153,17 +153,26 @@ def _entry(name: str, item: Any) -> RoutedModel:
                 "or set the provider's key variable (e.g. OPENAI_API_KEY)"
             )
         if unknown:
-            raise RouterError(f"router {name!r}: a model entry takes model and api_base, not {unknown[0]!r}")
+            raise RouterError(
+                f"router {name!r}: a model entry takes model and api_base, not {unknown[0]!r}"
+            )
         model, api_base = item.get("model"), item.get("api_base")
         if not isinstance(model, str) or (api_base is not None and not isinstance(api_base, str)):
-            raise RouterError(f"router {name!r}: a model entry is {{model: ID, api_base: URL}}, not {dict(item)!r}")
+            raise RouterError(
+                f"router {name!r}: a model entry is {{model: ID, api_base: URL}}, "
+                f"not {dict(item)!r}"
+            )
         entry = RoutedModel(model.strip(), api_base or None)
     else:
-        raise RouterError(f"router {name!r}: a model is a litellm id or {{model:, api_base:}}, not {item!r}")
+        raise RouterError(
+            f"router {name!r}: a model is a litellm id or {{model:, api_base:}}, not {item!r}"
+        )
     if not entry.model:
         raise RouterError(f"router {name!r}: a model id is empty")
     if entry.model.startswith(PREFIX):
-        raise RouterError(f"router {name!r}: a router cannot route to another router ({entry.model})")
+        raise RouterError(
+            f"router {name!r}: a router cannot route to another router ({entry.model})"
+        )
     return entry
 
 
@@ -190,7 +199,9 @@ def router(
     config.check_name("router", name)
     project = _project(project)
     if policy not in POLICIES:
-        raise RouterError(f"router {name!r}: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
+        raise RouterError(
+            f"router {name!r}: unknown policy {policy!r}; use one of {', '.join(POLICIES)}"
+        )
     if isinstance(models, str | Mapping) or not isinstance(models, Sequence) or not models:
         raise RouterError(f"router {name!r} needs models=[...]: at least one model id to route to")
     entries = [_entry(name, item) for item in models]
@@ -385,7 +396,9 @@ def _plan(
     return [(pick, "explore"), *(item for item in snap.ranked if item[0] != pick)]
 
 
-def _rank(r: Router, stats: Mapping[RoutedModel, Mapping[str, Any]]) -> list[tuple[RoutedModel, str]]:
+def _rank(
+    r: Router, stats: Mapping[RoutedModel, Mapping[str, Any]]
+) -> list[tuple[RoutedModel, str]]:
     """By the policy: those within the limits, then those over one, then those with no
     history, then those failing at least UNHEALTHY_ERROR_RATE of their calls."""
     groups: dict[str, list[tuple[tuple[float, ...], RoutedModel]]] = {
@@ -490,7 +503,9 @@ async def acomplete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedComp
     r, plan = _route(model)
     api_base = kwargs.pop("api_base", None)
     failed: list[str] = []
-    async with span(f"router {r.name}", kind="router", attributes={"llmops.router": r.name}) as outer:
+    async with span(
+        f"router {r.name}", kind="router", attributes={"llmops.router": r.name}
+    ) as outer:
         for attempt, (choice, why) in enumerate(plan):
             try:
                 with call_attributes(_attributes(r, choice, why, attempt)):

@@ -104,11 +104,15 @@ def _arm(target: Any, weight: Any) -> Arm:
     elif isinstance(target, str):
         alias = target.strip()
         if alias in ("latest", "split"):
-            raise SplitError(f"split arm {alias!r}: name an alias or a version, e.g. 'production' or 'v3'")
+            raise SplitError(
+                f"split arm {alias!r}: name an alias or a version, e.g. 'production' or 'v3'"
+            )
         config.check_name("alias", alias)
         return Arm(label=alias, weight=float(weight), alias=alias)
     else:
-        raise SplitError(f"a split arm is an alias or a version (e.g. 'production', 'v3' or 3), not {target!r}")
+        raise SplitError(
+            f"a split arm is an alias or a version (e.g. 'production', 'v3' or 3), not {target!r}"
+        )
     if version < 1:
         raise SplitError(f"split arm {target!r}: versions start at 1")
     return Arm(label=f"v{version}", weight=float(weight), version=version)
@@ -128,7 +132,8 @@ def set_split(name: str, weights: Mapping[Any, Any], *, project: str | None = No
     project = _project(project)
     if not isinstance(weights, Mapping) or not weights:
         raise SplitError(
-            f"a split is a mapping of arm to weight, e.g. {{'production': 0.9, 'candidate': 0.1}}, not {weights!r}"
+            "a split is a mapping of arm to weight, e.g. "
+            f"{{'production': 0.9, 'candidate': 0.1}}, not {weights!r}"
         )
     arms = [_arm(target, weight) for target, weight in weights.items()]
     labels = [a.label for a in arms]
@@ -255,8 +260,14 @@ def split_report(name: str, since: Any = None, *, project: str | None = None) ->
             **stats.summary(),
         }
         for metric in COMPARED:
-            diff, low, high = (None, None, None) if stats is arms[0] else _compare(metric, arms[0], stats)
-            row[f"{metric}_diff"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = diff, low, high
+            diff, low, high = (
+                (None, None, None) if stats is arms[0] else _compare(metric, arms[0], stats)
+            )
+            row[f"{metric}_diff"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = (
+                diff,
+                low,
+                high,
+            )
         rows.append(row)
     schema: dict[str, Any] = {
         "arm": pl.String,
@@ -372,7 +383,11 @@ def _compare(
         pa, pb = sum(a) / len(a), sum(b) / len(b)
         se = math.sqrt(pa * (1 - pa) / len(a) + pb * (1 - pb) / len(b))
         return pb - pa, pb - pa - Z95 * se, pb - pa + Z95 * se
-    a, b = (control.feedback, arm.feedback) if metric == "feedback_mean" else (control.costs, arm.costs)
+    a, b = (
+        (control.feedback, arm.feedback)
+        if metric == "feedback_mean"
+        else (control.costs, arm.costs)
+    )
     if not a or not b:
         return None, None, None
     diff = sum(b) / len(b) - sum(a) / len(a)

@@ -91,13 +91,22 @@ def test_a_router_is_stored_for_every_kernel_and_can_be_redefined(
     lo.router("cheap-fast", models=["openai/gpt-4o"], policy="fastest", max_p95_ms=800)
     listed = lo.routers()
     assert listed.select("name", "policy", "models", "max_p95_ms").to_dicts() == [
-        {"name": "cheap-fast", "policy": "fastest", "models": ["openai/gpt-4o"], "max_p95_ms": 800.0}
+        {
+            "name": "cheap-fast",
+            "policy": "fastest",
+            "models": ["openai/gpt-4o"],
+            "max_p95_ms": 800.0,
+        }
     ]
     # another process opens the same store and finds it
     other = Store(store_url)
     try:
         row = other.router("default", "cheap-fast")
-        assert row is not None and row.policy == "fastest" and row.models[0]["model"] == "openai/gpt-4o"
+        assert (
+            row is not None
+            and row.policy == "fastest"
+            and row.models[0]["model"] == "openai/gpt-4o"
+        )
     finally:
         other.close()
 
@@ -142,7 +151,9 @@ def test_cheapest_picks_the_cheaper_model_within_the_latency_limit(
     assert {routed("cheap").model for _ in range(2)} == {"openai/gpt-4o", "openai/gpt-4o-mini"}
     for name in ("openai/gpt-4o", "openai/gpt-4o-mini"):  # a few calls each: known now
         for i in range(2):
-            lo.complete(name, f"traffic {i}", api_base=fresh_server.base_url, api_key=KEY, cache=False)
+            lo.complete(
+                name, f"traffic {i}", api_base=fresh_server.base_url, api_key=KEY, cache=False
+            )
     learn()
     assert {routed("cheap").model for _ in range(3)} == {"openai/gpt-4o-mini"}
     assert lo.get_trace(routed("cheap").trace_id).cost > 0
@@ -151,9 +162,20 @@ def test_cheapest_picks_the_cheaper_model_within_the_latency_limit(
     # (a model this process has called warm, so no first-call set-up is in its times)
     with serve(latency_ms=700) as slower:
         for _ in range(4):
-            lo.complete("openai/gpt-4o-mini", "slow", api_base=slower.base_url, api_key=KEY, cache=False)
-            lo.complete("openai/gpt-4o-2024-08-06", "x", api_base=fresh_server.base_url, api_key=KEY, cache=False)
-        limited = [entry(fresh_server, "openai/gpt-4o-2024-08-06"), entry(slower, "openai/gpt-4o-mini")]
+            lo.complete(
+                "openai/gpt-4o-mini", "slow", api_base=slower.base_url, api_key=KEY, cache=False
+            )
+            lo.complete(
+                "openai/gpt-4o-2024-08-06",
+                "x",
+                api_base=fresh_server.base_url,
+                api_key=KEY,
+                cache=False,
+            )
+        limited = [
+            entry(fresh_server, "openai/gpt-4o-2024-08-06"),
+            entry(slower, "openai/gpt-4o-mini"),
+        ]
         r = lo.router("cheap", models=limited, policy="cheapest", max_p95_ms=450)
         learn()
         assert r.ranking() == [
@@ -197,12 +219,18 @@ def test_cheapest_falls_back_only_on_retryable_errors(
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     lo.router(
         "mixed",
-        models=[{"model": "openai/gpt-4o-mini", "api_base": dead}, entry(fresh_server, "openai/gpt-4o")],
+        models=[
+            {"model": "openai/gpt-4o-mini", "api_base": dead},
+            entry(fresh_server, "openai/gpt-4o"),
+        ],
     )
     result = routed("mixed", retries=0)  # explores gpt-4o-mini first: refused, retryable
     assert result.model == "openai/gpt-4o" and result.fallbacks == ["openai/gpt-4o-mini"]
     # a request the provider rejects (400) is not retried on another model
-    lo.router("strict", models=[entry(fresh_server, "openai/gpt-4o"), entry(fresh_server, "openai/gpt-4o-mini")])
+    lo.router(
+        "strict",
+        models=[entry(fresh_server, "openai/gpt-4o"), entry(fresh_server, "openai/gpt-4o-mini")],
+    )
     fresh_server.fail_next(400)
     with pytest.raises(ModelCallError):
         routed("strict", retries=0)
@@ -212,12 +240,17 @@ def test_cheapest_falls_back_only_on_retryable_errors(
         routed("down", retries=0)
     trace = lo.get_trace(info.value.trace_id)
     (outer,) = [s for s in trace.spans if s.kind == "router"]
-    assert outer.status == "error" and outer.attributes["llmops.router.fallbacks"] == ["openai/gpt-4o"]
+    assert outer.status == "error" and outer.attributes["llmops.router.fallbacks"] == [
+        "openai/gpt-4o"
+    ]
 
 
 def test_a_router_is_a_model_in_an_eval_grid(store_url: str, fresh_server: OpenAIServer) -> None:
     lo.register_prompt("echo", "user:\nSay {{word}}")
-    lo.router("grid", models=[entry(fresh_server, "openai/gpt-4o"), entry(fresh_server, "openai/gpt-4o-mini")])
+    lo.router(
+        "grid",
+        models=[entry(fresh_server, "openai/gpt-4o"), entry(fresh_server, "openai/gpt-4o-mini")],
+    )
     data = pl.DataFrame({"word": ["alpha", "beta", "gamma", "delta"]})
     run = lo.evaluate(
         prompts=["echo@1"],

@@ -253,9 +253,7 @@ def test_split_report_agrees_with_the_stored_rows(
         np.mean(f1) - np.mean(f0) - 1.96 * se, rel=1e-3
     )
     # the candidate is about 200 ms slower: the bootstrap interval excludes 0
-    assert candidate["p50_ms_diff"] == pytest.approx(
-        candidate["p50_ms"] - control["p50_ms"]
-    )
+    assert candidate["p50_ms_diff"] == pytest.approx(candidate["p50_ms"] - control["p50_ms"])
     assert candidate["p50_ms_diff"] > 100
     assert 0 < candidate["p50_ms_ci_low"] <= candidate["p50_ms_diff"] <= candidate["p50_ms_ci_high"]
     # the same rows give the same interval (a fixed seed)
