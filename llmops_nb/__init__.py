@@ -15,7 +15,7 @@ from ._version import __version__
 # Submodules named like their function: bound now (both are light), or importing the
 # submodule later would leave `lo.audit` / `lo.alerts` pointing at the module.
 from .alerts import alerts
-from .audit import audit
+from .audit import audit  # light; bound now: the submodule `audit` would shadow its function
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -85,6 +85,11 @@ _EXPORTS: dict[str, str] = {
     "check_alerts": "llmops_nb.alerts",
     # retention
     "prune": "llmops_nb.retention",
+    # A/B splits and model routers
+    "set_split": "llmops_nb.splits",
+    "split_report": "llmops_nb.splits",
+    "router": "llmops_nb.routing",
+    "routers": "llmops_nb.routing",
 }
 
 __all__ = ["__version__", "load_ipython_extension", *_EXPORTS]
@@ -117,7 +122,9 @@ if TYPE_CHECKING:
     from .reporting import report
     from .retention import prune
     from .retrieval import index, indexes
+    from .routing import router, routers
     from .serving import serve
+    from .splits import set_split, split_report
     from .tracing import get_trace, last_trace, span, trace, traces
 
 

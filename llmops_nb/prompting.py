@@ -268,6 +268,7 @@ class PromptVersion:
     notebook_path: str | None
     project: str
     id: int
+    arm: str | None = None  # the split arm that picked this version (`name@split`)
 
     @classmethod
     def from_row(cls, name: str, project: str, row: m.PromptVersion) -> PromptVersion:
@@ -294,6 +295,19 @@ class PromptVersion:
         return f"{self.name}@{self.version}"
 
     @property
+    def trace_attributes(self) -> dict[str, Any]:
+        """What the spans of a call made with this version record (and a split's report
+        reads): prompt name, version and, for a split's pick, the split and its arm."""
+        attributes: dict[str, Any] = {
+            "llmops.prompt.name": self.name,
+            "llmops.prompt.version": self.version,
+        }
+        if self.arm is not None:
+            attributes["llmops.prompt.split"] = self.name
+            attributes["llmops.prompt.arm"] = self.arm
+        return attributes
+
+    @property
     def description(self) -> str | None:
         return self.meta.get("description")
 
@@ -314,9 +328,11 @@ class PromptVersion:
     ) -> Completion:
         """Render and call the model (traced); model defaults to the prompt's, then settings."""
         from .llm.client import complete
+        from .tracing import call_attributes
 
         messages = self.render(variables, **kwargs)
-        return complete(model or self.model or None, messages=messages, **self.parameters)
+        with call_attributes(self.trace_attributes):
+            return complete(model or self.model or None, messages=messages, **self.parameters)
 
     def source(self) -> str:
         """The text form a diff compares: model and parameters, then the template."""
@@ -432,12 +448,17 @@ def _register(
     return RegisterResult(PromptVersion.from_row(name, project, row), created)
 
 
-def prompt(ref: str, *, project: str | None = None) -> PromptVersion:
-    """`lo.prompt("name")`, `"name@3"` or `"name@production"`."""
+def prompt(ref: str, *, key: Any = None, project: str | None = None) -> PromptVersion:
+    """`lo.prompt("name")`, `"name@3"` or `"name@production"`; `"name@split"` with
+    `key=user_id` is the arm of the prompt's A/B split that KEY always gets."""
     from .store import get_store
 
     project = _project(project)
     name, version, alias = parse_ref(ref)
+    if alias == "split" or key is not None:
+        from .splits import split_version
+
+        return split_version(name, key, project=project, ref=ref)
     store = get_store()
     row = (
         store.resolve_alias(project, name, alias)
@@ -538,6 +559,8 @@ def move_alias(
     config.check_name("alias", alias)
     if alias == "latest":
         raise NotFound("'latest' is reserved: it always means the newest version")
+    if alias == "split":
+        raise NotFound("'split' is reserved: name@split picks an arm of lo.set_split")
     store, project = get_store(), _project(project)
     if version is None:
         return store.rollback_alias(project, name, alias, config.author(), reason)

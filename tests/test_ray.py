@@ -46,7 +46,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     }
     # LLMOPS_NB_TEST_RAY_ADDRESS: run against a cluster started apart (`ray start --head`)
     existing = os.environ.get("LLMOPS_NB_TEST_RAY_ADDRESS")
-    local = {"address": "local", "num_cpus": 2, "include_dashboard": False, "object_store_memory": 150 * 2**20}
+    local = {
+        "address": "local",  # always a new cluster: never a stale one named in /tmp/ray
+        "num_cpus": 2,
+        "include_dashboard": False,
+        "object_store_memory": 150 * 2**20,
+    }
     ray.init(
         **({"address": existing} if existing else local),
         log_to_driver=False,

@@ -379,4 +379,9 @@ def _check_model(model: str, api_base: str | None) -> None:
     """Fail before the run, not in every cell, when litellm does not know the provider."""
     from ..llm.client import check_model
 
+    if model.startswith("router/"):  # a stored router (lo.router) is a model too
+        from ..routing import check_router
+
+        check_router(model)
+        return
     check_model(model, api_base)

@@ -387,6 +387,13 @@ def complete(
             deadline=deadline, retries=retries, cache=cache, api_base=api_base,
             api_key=api_key, **params,
         )  # fmt: skip
+    if isinstance(model, str) and model.startswith("router/"):  # a stored router picks
+        from .. import routing
+
+        return routing.complete(
+            model, prompt, messages=messages, timeout=timeout, deadline=deadline,
+            retries=retries, cache=cache, api_base=api_base, api_key=api_key, **params,
+        )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,
         retries=retries, cache=cache, api_base=api_base, api_key=api_key, params=params,
@@ -431,6 +438,13 @@ async def acomplete(
             guard, guard_action, model, prompt, messages=messages, timeout=timeout,
             deadline=deadline, retries=retries, cache=cache, api_base=api_base,
             api_key=api_key, **params,
+        )  # fmt: skip
+    if isinstance(model, str) and model.startswith("router/"):  # a stored router picks
+        from .. import routing
+
+        return await routing.acomplete(
+            model, prompt, messages=messages, timeout=timeout, deadline=deadline,
+            retries=retries, cache=cache, api_base=api_base, api_key=api_key, **params,
         )  # fmt: skip
     call = prepare_call(
         model, _messages(prompt, messages), timeout=timeout, deadline=deadline,

@@ -500,3 +500,39 @@ class AlertFiring(SQLModel, table=True):
     message: str = Field(sa_type=Text)
     rollback: Optional[str] = Field(default=None, sa_type=Text)  # "v3 -> v2", or None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- A/B splits and model routers --------------------------------------------------
+
+
+class PromptSplit(SQLModel, table=True):
+    """An A/B split of one prompt's traffic between arms (aliases or versions)."""
+
+    __tablename__ = "prompt_split"
+    __table_args__ = (UniqueConstraint("prompt_id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id")
+    # in order, the first is the control: [{"arm", "alias" | "version", "weight"}]
+    arms: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    author: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Router(SQLModel, table=True):
+    """A named router over models (`router/NAME`): its policy and limits."""
+
+    __tablename__ = "router"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id")
+    name: str
+    policy: str  # cheapest, fastest, fallback
+    models: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # [{model, api_base}]
+    max_p95_ms: Optional[float] = None
+    max_cost: Optional[float] = None
+    stats_window: str = "1h"  # how far back the traces it ranks models by go
+    author: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

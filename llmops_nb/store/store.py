@@ -16,6 +16,8 @@ from .monitoring import MonitorQueries
 from .prompts import PromptQueries
 from .registry import ModelRegistryQueries
 from .retention import RetentionQueries
+from .routers import RouterQueries
+from .splits import SplitQueries
 from .traces import TraceQueries
 
 
@@ -35,5 +37,7 @@ class Store(
     AlertQueries,
     MonitorQueries,
     RetentionQueries,
+    SplitQueries,
+    RouterQueries,
 ):
     """One experiment store, reached by a SQLAlchemy URL. Every query is a method."""

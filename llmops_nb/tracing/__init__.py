@@ -20,6 +20,7 @@ from __future__ import annotations
 from ..redaction import add_secrets, is_secret_name, known_secrets
 from .api import SpanHandle, eval_scores, eval_span, span, trace
 from .calls import (
+    call_attributes,
     end_call_span,
     expect_call_end,
     is_call_open,
@@ -38,6 +39,7 @@ __all__ = [
     "SpanRecord",
     "Trace",
     "add_secrets",
+    "call_attributes",
     "end_call_span",
     "eval_scores",
     "eval_span",

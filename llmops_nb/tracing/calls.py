@@ -12,13 +12,15 @@ as cancelled too.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from . import pipeline
@@ -26,6 +28,7 @@ from .rows import CANCELLED
 from .snapshot import attribute_value, jsonable
 
 __all__ = [
+    "call_attributes",
     "cancel_calls_under",
     "end_call_span",
     "expect_call_end",
@@ -61,6 +64,24 @@ _calls_cond = threading.Condition()
 _task_calls: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
+_call_attrs: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "llmops_nb_call_attributes", default=None
+)
+
+
+@contextmanager
+def call_attributes(attributes: Mapping[str, Any]) -> Iterator[None]:
+    """Every call span opened inside the block (this context, its threads and tasks)
+    carries ATTRIBUTES too: the prompt version and split arm a call used, the router
+    that chose its model. Nested blocks add to the outer ones."""
+    outer = _call_attrs.get()
+    token = _call_attrs.set({**outer, **attributes} if outer else dict(attributes))
+    try:
+        yield
+    finally:
+        _call_attrs.reset(token)
+
+
 def start_call_span(
     call_id: str,
     name: str,
@@ -80,6 +101,9 @@ def start_call_span(
     from opentelemetry.trace import SpanKind
 
     pipe = pipeline.get()
+    extra = _call_attrs.get()
+    if extra:
+        attributes = {**extra, **(attributes or {})}
     attrs = {k: attribute_value(v) for k, v in (attributes or {}).items() if v is not None}
     sp = pipe.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
     payload = [kind, jsonable(inputs), None]
