@@ -147,12 +147,15 @@ class Settings:
     redact_pii: bool = False  # mask PII (guardrails' pii check) in everything stored
     # OpenAI-compatible endpoints without litellm (llm/openai_wire.py); off: all via litellm
     fast_path: bool = field(
-        default_factory=lambda: os.environ.get("LLMOPS_NB_FAST_PATH", "1").lower()
-        not in ("0", "false", "no", "off")
+        default_factory=lambda: (
+            os.environ.get("LLMOPS_NB_FAST_PATH", "1").lower() not in ("0", "false", "no", "off")
+        )
     )
     # where eval grids and fine-tunes run: "local" (this process) or "ray"
     executor: str = "local"
-    ray_address: str = ""  # "" starts (or reuses) a local Ray; "auto", "HOST:PORT", "ray://HOST:PORT"
+    ray_address: str = (
+        ""  # "" starts (or reuses) a local Ray; "auto", "HOST:PORT", "ray://HOST:PORT"
+    )
     ray_actors: int = 2  # model replicas (one Ray actor each) per local model of a grid
     ray_num_cpus: float = 1.0  # per actor, and per fine-tune task
     ray_num_gpus: float = 0.0

@@ -166,6 +166,4 @@ def run_cell(
         spec.concurrency = concurrency
     if cache is not None:
         spec.cache = cache
-    return run_spec(
-        spec, resume=resume, baseline=baseline, progress=progress, executor=executor
-    )
+    return run_spec(spec, resume=resume, baseline=baseline, progress=progress, executor=executor)

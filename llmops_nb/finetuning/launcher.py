@@ -115,6 +115,7 @@ def finetune(
     from .ray_launch import ray_resources
 
     on_ray = ray_resources(executor, ray_num_cpus, ray_num_gpus)  # {} for a local job
+
     # Everything checked: now write (datasets are content-addressed: a rerun adds nothing).
     def stored(frame: pl.DataFrame, given: Any, ref: str | None, suffix: str) -> Any:
         if isinstance(given, DatasetVersion):

@@ -151,7 +151,11 @@ def _start(kwargs: Mapping[str, Any], messages: Any = None) -> str | None:
     call_type = str(kwargs.get("call_type") or "completion")
     operation = _OPERATIONS.get(call_type, call_type)
     attributes = request_attributes(
-        operation, provider, model, optional, params.get("api_base") or kwargs.get("api_base"),
+        operation,
+        provider,
+        model,
+        optional,
+        params.get("api_base") or kwargs.get("api_base"),
         fallback=kwargs,
     )
     if messages is None:

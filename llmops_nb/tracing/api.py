@@ -156,8 +156,7 @@ class SpanHandle:
         attrs = None
         if self._attrs:
             attrs = {
-                k: MASK if is_secret_name(k) else attribute_value(v)
-                for k, v in self._attrs.items()
+                k: MASK if is_secret_name(k) else attribute_value(v) for k, v in self._attrs.items()
             }
         context = _NO_PARENT if self._new_trace else None
         self._span = sp = tracer.start_span(self._name, context=context, attributes=attrs)
