@@ -175,7 +175,14 @@ def test_sidebar_fills_as_a_notebook_writes(lab: JupyterLab, page: Any) -> None:
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="llmops-nb-sidebar"]').click()
     sidebar = page.locator("#llmops-nb-sidebar")
     tab_names = sidebar.locator(".lm-TabBar-tab .lm-TabBar-tabLabel")
-    assert tab_names.all_inner_texts() == ["Prompts", "Evals", "Traces", "Fine-tunes", "Indexes"]
+    assert tab_names.all_inner_texts() == [
+        "Prompts",
+        "Evals",
+        "Traces",
+        "Fine-tunes",
+        "Indexes",
+        "Ops",
+    ]
     sidebar.get_by_text("No prompts yet").wait_for()
     assert sidebar.locator(".llmops-title").inner_text() == "LLMOps"
     assert sidebar.locator("select.llmops-project").input_value() == "default"

@@ -11,7 +11,15 @@ from sqlalchemy import inspect, text
 
 from llmops_nb.errors import StoreUnavailable
 from llmops_nb.store import Store, get_store
+from llmops_nb.store import models as m
 from llmops_nb.store.base import HEAD_REVISION, MIGRATIONS_DIR
+
+# the monitoring rollups (per minute, per hour): sums and a latency histogram h00..hNN
+ROLLUP_COLUMNS = {
+    "project_id", "period_ns", "model", "prompt", "calls", "errors", "cache_hits",
+    "input_tokens", "output_tokens", "cost", "latency_sum_ms", "latency_min_ms", "latency_max_ms",
+    *(m.latency_bin_column(k) for k in range(m.LATENCY_BINS)),
+}  # fmt: skip
 
 EXPECTED_SCHEMA = {
     "alembic_version": {"version_num"},
@@ -179,6 +187,90 @@ EXPECTED_SCHEMA = {
         "author",
         "created_at",
         "deleted_at",
+    },
+    "alert_firings": {
+        "created_at",
+        "id",
+        "measured",
+        "message",
+        "rollback",
+        "rule_id",
+        "window_end",
+        "window_start",
+    },
+    "alert_rules": {
+        "author",
+        "condition",
+        "created_at",
+        "id",
+        "model",
+        "name",
+        "project_id",
+        "prompt",
+        "rollback",
+        "window",
+        "window_s",
+    },
+    "api_keys": {
+        "author",
+        "created_at",
+        "hash",
+        "id",
+        "key_id",
+        "name",
+        "revoked_at",
+    },
+    "audit_events": {
+        "action",
+        "author",
+        "created_at",
+        "from_value",
+        "id",
+        "project_id",
+        "reason",
+        "target",
+        "to_value",
+    },
+    "llm_rollup": ROLLUP_COLUMNS,
+    "llm_rollup_hour": ROLLUP_COLUMNS,
+    "model_alias_history": {
+        "action",
+        "alias",
+        "author",
+        "created_at",
+        "from_version",
+        "id",
+        "name",
+        "project_id",
+        "to_version",
+    },
+    "model_aliases": {
+        "alias",
+        "id",
+        "name",
+        "project_id",
+        "updated_at",
+        "version",
+    },
+    "prompt_split": {
+        "arms",
+        "author",
+        "id",
+        "prompt_id",
+        "updated_at",
+    },
+    "router": {
+        "author",
+        "created_at",
+        "id",
+        "max_cost",
+        "max_p95_ms",
+        "models",
+        "name",
+        "policy",
+        "project_id",
+        "stats_window",
+        "updated_at",
     },
 }
 
