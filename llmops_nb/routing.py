@@ -322,8 +322,20 @@ class _Snapshot:
     at: float
     stats: dict[RoutedModel, dict[str, Any]]
     ranked: list[tuple[RoutedModel, str]]
-    # model -> its call count in the store when this process last explored it
+    # model -> how well known it was when this process last explored it
     explored: dict[RoutedModel, int] = field(default_factory=dict)
+    # model -> this process's calls since the read, which the store may not show yet
+    observed: dict[RoutedModel, list[_Outcome]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One routed call as this process saw it."""
+
+    latency_ms: float | None  # None: it failed
+    cost: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 _snapshots: dict[tuple[str, str, str], _Snapshot] = {}
@@ -351,7 +363,51 @@ def _snapshot(r: Router, key: tuple[str, str, str]) -> _Snapshot:
 
 
 def _calls(snap: _Snapshot, e: RoutedModel) -> int:
-    return int(snap.stats[e].get("calls") or 0)
+    """How many calls of E are known: the store's, or this process's when it has more."""
+    return max(int(snap.stats[e].get("calls") or 0), len(snap.observed.get(e, ())))
+
+
+def _stats(snap: _Snapshot, e: RoutedModel) -> Mapping[str, Any]:
+    """E's statistics: the store's, or this process's own calls while the store lags
+    (within one snapshot a fast model explored here must not rank as unknown)."""
+    seen = snap.observed.get(e, [])
+    if len(seen) <= int(snap.stats[e].get("calls") or 0):
+        return snap.stats[e]
+    latencies = sorted(o.latency_ms for o in seen if o.latency_ms is not None)
+    errors = len(seen) - len(latencies)
+
+    def quantile(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    costs = [o.cost for o in seen if o.cost is not None]
+    return {
+        "calls": len(seen),
+        "errors": errors,
+        "error_rate": errors / len(seen),
+        "p50_ms": quantile(0.5),
+        "p95_ms": quantile(0.95),
+        "cost": sum(costs),
+        "input_tokens": sum(o.input_tokens for o in seen),
+        "output_tokens": sum(o.output_tokens for o in seen),
+    }
+
+
+def _record(key: tuple[str, str, str], choice: RoutedModel, result: Completion | None) -> None:
+    """Remember a routed call's outcome until the next read of the store."""
+    outcome = (
+        _Outcome(None)
+        if result is None
+        else _Outcome(
+            result.latency_ms,
+            result.cost,
+            result.usage.input_tokens,
+            result.usage.output_tokens,
+        )
+    )
+    with _lock:
+        snap = _snapshots.get(key)
+        if snap is not None:
+            snap.observed.setdefault(choice, []).append(outcome)
 
 
 def _cost_per_call(model: str, stats: Mapping[str, Any]) -> float | None:
@@ -380,8 +436,11 @@ def _plan(
     """The models in the order this call tries them, each with why it is there: a model
     with fewer than EXPLORE_CALLS calls first (the least known), then the ranking."""
     snap = _snapshot(r, key)
-    if not explore or r.policy == "fallback":
+    if r.policy == "fallback":  # the listed order, health as the store last showed it
         return snap.ranked
+    ranked = _rank(r, {e: _stats(snap, e) for e in r.models}) if snap.observed else snap.ranked
+    if not explore:
+        return ranked
     with _lock:
         # a model explored here whose call the store does not show yet: not again
         fresh = [
@@ -390,10 +449,10 @@ def _plan(
             if _calls(snap, e) < EXPLORE_CALLS and _calls(snap, e) > snap.explored.get(e, -1)
         ]
         if not fresh:
-            return snap.ranked
+            return ranked
         pick = min(fresh, key=lambda e: _calls(snap, e))  # the least known, in order
         snap.explored[pick] = _calls(snap, pick)
-    return [(pick, "explore"), *(item for item in snap.ranked if item[0] != pick)]
+    return [(pick, "explore"), *(item for item in ranked if item[0] != pick)]
 
 
 def _rank(
@@ -439,11 +498,14 @@ def _or_inf(value: float | None) -> float:
 # --- routed calls ------------------------------------------------------------------------
 
 
-def _route(model: str) -> tuple[Router, list[tuple[RoutedModel, str]]]:
-    """The router `router/NAME` names, and the order this call tries its models in."""
+def _route(
+    model: str,
+) -> tuple[Router, tuple[str, str, str], list[tuple[RoutedModel, str]]]:
+    """The router `router/NAME` names, its cache key, and the order this call tries its
+    models in."""
     key = (config.store_url(), config.current_project(), model[len(PREFIX) :])
     r = _cached_router(key)
-    return r, _plan(r, key)
+    return r, key, _plan(r, key)
 
 
 def _falls_back(r: Router, exc: Exception) -> bool:
@@ -472,7 +534,7 @@ def complete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedCompletion:
     from .llm.client import complete as call_model
     from .tracing import call_attributes, span
 
-    r, plan = _route(model)
+    r, key, plan = _route(model)
     api_base = kwargs.pop("api_base", None)
     failed: list[str] = []
     with span(f"router {r.name}", kind="router", attributes={"llmops.router": r.name}) as outer:
@@ -483,11 +545,13 @@ def complete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedCompletion:
                         choice.model, prompt, api_base=choice.api_base or api_base, **kwargs
                     )
             except ModelError as exc:
+                _record(key, choice, None)
                 if not _falls_back(r, exc) or attempt == len(plan) - 1:
                     outer.set_attribute("llmops.router.fallbacks", failed + [choice.model])
                     raise
                 failed.append(choice.model)
                 continue
+            _record(key, choice, result)
             outer.set_attribute("llmops.router.choice", choice.model)
             outer.set_attribute("llmops.router.fallbacks", failed)
             return _routed(result, r, failed)
@@ -500,7 +564,7 @@ async def acomplete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedComp
     from .llm.client import acomplete as call_model
     from .tracing import call_attributes, span
 
-    r, plan = _route(model)
+    r, key, plan = _route(model)
     api_base = kwargs.pop("api_base", None)
     failed: list[str] = []
     async with span(
@@ -513,11 +577,13 @@ async def acomplete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedComp
                         choice.model, prompt, api_base=choice.api_base or api_base, **kwargs
                     )
             except ModelError as exc:
+                _record(key, choice, None)
                 if not _falls_back(r, exc) or attempt == len(plan) - 1:
                     outer.set_attribute("llmops.router.fallbacks", failed + [choice.model])
                     raise
                 failed.append(choice.model)
                 continue
+            _record(key, choice, result)
             outer.set_attribute("llmops.router.choice", choice.model)
             outer.set_attribute("llmops.router.fallbacks", failed)
             return _routed(result, r, failed)

@@ -143,6 +143,21 @@ def test_fastest_explores_then_picks_the_faster_model(
     assert picks[-1].router == "quick" and picks[-1].fallbacks == []
 
 
+def test_a_new_router_learns_from_its_own_calls_before_the_store_is_read_again(
+    store_url: str, fresh_server: OpenAIServer, slow_server: OpenAIServer
+) -> None:
+    """Within one cached read of the store, a burst of calls still explores every model
+    and then goes to the faster: the first model listed must not take the whole burst."""
+    lo.router(
+        "burst",
+        models=[entry(slow_server, "openai/slow-model"), entry(fresh_server, "openai/fast-model")],
+        policy="fastest",
+    )
+    picks = [routed("burst").model for _ in range(12)]  # well inside DECISION_TTL_S
+    assert picks[:6].count("openai/slow-model") == routing.EXPLORE_CALLS  # explored, no more
+    assert picks[6:] == ["openai/fast-model"] * 6
+
+
 def test_cheapest_picks_the_cheaper_model_within_the_latency_limit(
     store_url: str, fresh_server: OpenAIServer, slow_server: OpenAIServer
 ) -> None:
