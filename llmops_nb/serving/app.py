@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import inspect
 import json
 import logging
 import signal
@@ -67,14 +66,8 @@ def _check_options(options: ServeOptions) -> None:
             f"guard action {options.guard_action!r}: use one of {', '.join(GUARD_ACTIONS)}"
         )
     if options.guards:
-        from ..llm.client import acomplete
-
-        if "guard" not in inspect.signature(acomplete).parameters:
-            raise ServeError(
-                "this version of llmops_nb has no guardrails (lo.acomplete(guard=...))"
-            )
         from ..errors import LLMOpsError
-        from ..guardrails import check_names  # type: ignore[import-not-found]
+        from ..guardrails import check_names
 
         for route, checks in options.guards.items():
             try:

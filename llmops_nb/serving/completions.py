@@ -148,10 +148,10 @@ def _code(exc: BaseException) -> str:
 def _model_failure(exc: LLMOpsError) -> RequestError:
     """The HTTP answer for a failed call: 504 timeout, 502 model error, 503 store, else
     400 (bad input caught by the call, such as a guard that blocked it)."""
+    from ..guardrails import GuardBlocked
     from ..llm.client import ModelError, ModelTimeout
 
-    blocked = _guard_blocked()
-    if blocked is not None and isinstance(exc, blocked):
+    if isinstance(exc, GuardBlocked):
         return RequestError(400, str(exc), code="guard_blocked")
     if isinstance(exc, ModelTimeout):
         return RequestError(504, str(exc), type="api_error", code="model_timeout")
@@ -160,15 +160,6 @@ def _model_failure(exc: LLMOpsError) -> RequestError:
     if isinstance(exc, StoreUnavailable):
         return RequestError(503, str(exc), type="api_error", code="store_unavailable")
     return RequestError(400, str(exc), code=_code(exc))
-
-
-def _guard_blocked() -> type[Exception] | None:
-    """The guardrails' GuardBlocked (a ModelError, but the caller's input is at fault)."""
-    try:
-        from ..guardrails import GuardBlocked  # type: ignore[import-not-found]
-    except ImportError:  # a version without guardrails
-        return None
-    return GuardBlocked  # type: ignore[no-any-return]
 
 
 def _route_attributes(resolved: Resolved) -> dict[str, Any]:
@@ -197,9 +188,8 @@ async def _call(resolved: Resolved, messages: list[dict[str, Any]], req: ChatReq
     if resolved.route.guard:
         params["guard"] = list(resolved.route.guard)
         params["guard_action"] = guard_action
-    call_attributes = getattr(tracing, "call_attributes", None)  # the splits' LLM-span tags
-    if resolved.prompt is not None and call_attributes is not None:
-        with call_attributes(resolved.prompt.trace_attributes):  # type: ignore[attr-defined]
+    if resolved.prompt is not None:  # the prompt (and split arm) on the LLM span too
+        with tracing.call_attributes(resolved.prompt.trace_attributes):
             return await acomplete(resolved.model, messages=messages, cache=cache, **params)
     return await acomplete(resolved.model, messages=messages, cache=cache, **params)
 

@@ -118,10 +118,8 @@ def _resolve_model(target: str, project: str) -> str:
         resolve(bare, project)  # a directory or a Hugging Face id: found, or one clear line
         return target
     if target.startswith("router/"):  # a stored router picks the model on each call
-        try:
-            from ..routing import check_router
-        except ImportError:
-            raise ServeError("this version of llmops_nb has no routers (router/NAME)") from None
+        from ..routing import check_router
+
         check_router(target)
         return target
     from ..llm.client import check_model
@@ -192,12 +190,7 @@ class RouteTable:
         from ..prompting import prompt
 
         if route.is_split:
-            try:
-                version = prompt(route.target, key=key, project=self.project)  # type: ignore[call-arg]
-            except TypeError:  # lo.prompt without splits
-                raise ServeError(
-                    "this version of llmops_nb has no A/B splits (name@split)"
-                ) from None
+            version = prompt(route.target, key=key, project=self.project)
         else:
             version = prompt(route.target, project=self.project)
         model = version.model or config.settings.default_model
@@ -205,8 +198,7 @@ class RouteTable:
             raise ServeError(
                 f"prompt {version.ref} names no model and no default model is set (LLMOPS_NB_MODEL)"
             )
-        arm = getattr(version, "arm", None)  # set by a split's pick
-        return Resolved(route, model, version, arm, dict(version.parameters))
+        return Resolved(route, model, version, version.arm, dict(version.parameters))
 
     async def resolve(
         self, name: str, key: str | None = None, generation: int | None = None
