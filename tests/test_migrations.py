@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 
 import llmops_nb as lo
 from llmops_nb.errors import StoreUnavailable
-from llmops_nb.store import Store, get_store
+from llmops_nb.store import Store, get_store, reset_store
 from llmops_nb.store.base import HEAD_REVISION, MIGRATIONS_DIR
 
 TRACE_ID = "ab" * 16
@@ -90,8 +90,20 @@ def _revision(url: str) -> str:
         engine.dispose()
 
 
-def test_a_first_release_store_is_upgraded_in_place_on_open(store_url: str) -> None:
-    _build_first_release_store(store_url)
+@pytest.fixture
+def old_store_url(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A first-release store, built where nothing else opens a store meanwhile (a span a
+    previous test left in the writer would open, and migrate, the default SQLite file
+    while alembic builds this one), then made the store this test opens."""
+    url = store_url.replace("store.db", "first-release.db")
+    _build_first_release_store(url)
+    monkeypatch.setenv("LLMOPS_NB_STORE", url)
+    reset_store()
+    return url
+
+
+def test_a_first_release_store_is_upgraded_in_place_on_open(old_store_url: str) -> None:
+    store_url = old_store_url
     assert _revision(store_url) == _initial_revision() != HEAD_REVISION
 
     store = get_store()  # opening it migrates it
@@ -111,8 +123,8 @@ def test_a_first_release_store_is_upgraded_in_place_on_open(store_url: str) -> N
         assert conn.execute(text("SELECT count(*) FROM span")).scalar_one() == 1
 
 
-def test_opening_twice_does_not_migrate_again(store_url: str) -> None:
-    _build_first_release_store(store_url)
+def test_opening_twice_does_not_migrate_again(old_store_url: str) -> None:
+    store_url = old_store_url
     Store(store_url).close()
     store = Store(store_url)  # at head already: opens without touching the schema
     try:

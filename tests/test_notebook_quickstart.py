@@ -27,9 +27,12 @@ def test_quickstart_runs_the_lifecycle_and_ends_in_its_report(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # cli.demo sets these for the kernel; monkeypatch puts them back afterwards
-    monkeypatch.delenv("LLMOPS_NB_PROJECT", raising=False)
-    monkeypatch.delenv("LLMOPS_NB_NOTEBOOK", raising=False)
+    # cli.demo sets these for the kernel; monkeypatch puts them back afterwards (a delenv
+    # of an unset variable records nothing, so each is set first: the demo's own value
+    # leaked into later tests' subprocesses)
+    for name in ("LLMOPS_NB_PROJECT", "LLMOPS_NB_NOTEBOOK"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert cli.demo(tmp_path / "out") == 0
     printed = capsys.readouterr().out.strip().splitlines()

@@ -23,6 +23,7 @@ import openai
 import pytest
 
 import llmops_nb as lo
+from llmops_nb import config
 from llmops_nb.cli import main
 from llmops_nb.errors import NotFound
 from llmops_nb.serving import ServeError, create_key, list_keys, revoke_key
@@ -80,6 +81,7 @@ def server_env(store_url: str, home: Path, api_base: str) -> dict[str, str]:
         **os.environ,
         "LLMOPS_NB_STORE": store_url,
         "LLMOPS_NB_HOME": str(home),
+        "LLMOPS_NB_PROJECT": "default",  # the project the tests register their prompts in
         "OPENAI_API_KEY": "sk-test",  # for litellm; the test server accepts any
         "OPENAI_BASE_URL": api_base,  # where the `raw` model route's openai/ model goes
     }
@@ -94,6 +96,7 @@ def served(
     url = f"sqlite:///{home / 'store.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMOPS_NB_STORE", url)
+        mp.setattr(config.settings, "project", "default")
         reset_store()
         register_support_prompt(openai_server.base_url)
         key = create_key("app").key
