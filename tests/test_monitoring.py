@@ -98,7 +98,7 @@ def test_real_calls_with_injected_slowness_and_errors(
         call("fails")
     settle(None, timeout=10)  # on a loaded machine a call's span can end after the reader's wait
 
-    df = lo.monitor(since="1h", every="1h")
+    df = lo.monitor(since="1h", every="1h", model=MODEL)  # not spans left by earlier tests
     assert df.columns == [
         "bucket", "model", "calls", "errors", "error_rate", "p50_ms", "p95_ms",
         "input_tokens", "output_tokens", "cost", "cache_hit_rate",
@@ -117,7 +117,7 @@ def test_real_calls_with_injected_slowness_and_errors(
     assert total["output_tokens"] == sum(c.usage.output_tokens for c in done)
     assert total["cost"] == pytest.approx(sum(c.cost or 0 for c in done))
 
-    stats = window_stats("1h")
+    stats = window_stats("1h", model=MODEL)
     assert (stats["calls"], stats["errors"]) == (10, 1)
     assert stats["error_rate"] == pytest.approx(0.1)
     assert stats["cache_hit_rate"] == 0.0
