@@ -95,7 +95,16 @@ def parse_prompt(body: str) -> ParsedPrompt:
 
 
 def load_yaml(text: str, what: str, line_offset: int = 0) -> Any:
-    """YAML 1.2 (ruamel), so `{question: How do I reset my password?}` parses as written."""
+    """YAML 1.2 (ruamel), so `{question: How do I reset my password?}` parses as written.
+
+    A JSON document (a promptfoo config, a JSON spec) is also YAML 1.2, and the json
+    module reads it about 100x faster than pure-Python ruamel: it is tried first.
+    """
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, or broken JSON: ruamel parses it, or says where
     from ruamel.yaml import YAML, YAMLError
 
     try:

@@ -43,8 +43,13 @@ _SECRET_NAME = re.compile(
     r"|auth(?!ors?\b)|(?<![a-z])token\Z|cookie|bearer",
     re.IGNORECASE,
 )
-# `Bearer abc...` / `Basic abc...` in text, e.g. a header quoted in an error message.
-_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE)
+# `Bearer abc...` / `Basic abc...` in text, e.g. a header quoted in an error message. A
+# credential has a digit or is long: "token counting" and "bearer bonds" stay as written.
+_CREDENTIAL = r"[A-Za-z0-9._~+/=\-]"
+_BEARER = re.compile(
+    rf"\b(Bearer|Basic|Token)\s+(?:(?={_CREDENTIAL}*\d){_CREDENTIAL}{{6,}}|{_CREDENTIAL}{{24,}})",
+    re.IGNORECASE,
+)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
 # password=... outside a URL too (a libpq "host=db password=pw" string, a quoted form).
 _ASSIGNED_SECRET = re.compile(

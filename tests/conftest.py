@@ -57,9 +57,21 @@ def llmops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     config.settings.project = "default"
     reset_store()
     yield home
+    _store_leftover_spans()
     reset_store()
     for key, value in vars(saved).items():
         setattr(config.settings, key, value)
+
+
+def _store_leftover_spans() -> None:
+    """The spans a test ended (or whose calls returned) go to its own store, not the next's."""
+    from llmops_nb.tracing import pipeline
+    from llmops_nb.tracing.calls import settle
+
+    pipe = pipeline.current()
+    if pipe is not None:
+        settle(None, timeout=2.0)
+        pipe.processor.flush(3.0)
 
 
 def postgres_url() -> str:

@@ -194,3 +194,13 @@ def _whole_store(url: str) -> str:
         check=True,
     )
     return out.stdout
+
+
+def test_prose_about_tokens_is_not_masked() -> None:
+    """Only credential-like values after Bearer/Basic/Token are masked, not the next word."""
+    prose = "Token counting is easy; bearer bonds and Basic questions stay readable."
+    assert redaction.redact(prose) == prose
+    assert redaction.redact("curl -H 'Authorization: Basic dXNlcjpwYXNzd29yZA=='") == (
+        "curl -H 'Authorization: Basic ***'"
+    )
+    assert redaction.redact("token abcdefghijklmnopqrstuvwxyzABCD") == "token ***"

@@ -277,3 +277,44 @@ def test_kill_9_while_the_store_opens_loses_no_span(llmops_home: Path) -> None:
         f"early {i}" for i in range(25)
     )
     assert not list((llmops_home / "spool").glob("*.jsonl"))
+
+
+# --- the store changes while the writer is in a pass ----------------------------------------
+
+
+def test_spans_that_end_after_the_store_changed_go_to_the_new_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook that points LLMOPS_NB_STORE elsewhere while the writer is still storing
+    an earlier burst: the spans that ended after the change belong to the new store."""
+    first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
+    monkeypatch.setenv("LLMOPS_NB_STORE", first)
+
+    @lo.trace(name="before")
+    def before() -> None:
+        pass
+
+    @lo.trace(name="after")
+    def after() -> None:
+        pass
+
+    processor = pipeline.get().processor
+    real_store = processor._store
+    switched = []
+
+    def store_then_switch(store, batch):  # type: ignore[no-untyped-def]
+        real_store(store, batch)
+        if not switched:  # the user changes the store, then traces more, mid-pass
+            switched.append(True)
+            monkeypatch.setenv("LLMOPS_NB_STORE", second)
+            after()
+
+    with processor.write_lock:  # the burst ends while the writer is busy
+        before()
+    monkeypatch.setattr(processor, "_store", store_then_switch)
+    tracing.flush()
+    names = {}
+    for url in (first, second):
+        with get_store(url).session() as s:
+            names[url] = sorted(s.execute(select(m.Trace.name)).scalars())
+    assert names == {first: ["before"], second: ["after"]}

@@ -51,8 +51,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import polars as pl
-
     from . import run_spec
     from .load import parse_file
     from .spec import EvalSpecError
@@ -70,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
         spec.cache = False
     baseline = args.baseline if args.baseline is not None else spec.baseline
     run = run_spec(spec, resume=args.resume, baseline=baseline, progress=sys.stderr.isatty())
+    import polars as pl  # after the run: the first request does not wait for it
+
     summary = run.summary()
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, fmt_str_lengths=40,
                    tbl_hide_dataframe_shape=True, float_precision=3):  # fmt: skip

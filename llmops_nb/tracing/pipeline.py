@@ -309,6 +309,9 @@ class StoreProcessor:
                         return True
                     self.pending.append(self._prepare())
                     self.room.set()
+                    # spans that ended after the store was changed (LLMOPS_NB_STORE, a new
+                    # LLMOPS_NB_HOME) go to the new one, even within one long pass
+                    store = get_store()
                 batch = self.pending[0]
                 try:
                     self._store(store, batch)
