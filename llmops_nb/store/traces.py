@@ -454,7 +454,8 @@ def _trace_projects(conn: Any, trace_ids: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(trace_ids, _CHUNK):
         query = sa_select(_trace_table.c.id, _trace_table.c.project_id)
-        found.update(conn.execute(query.where(_trace_table.c.id.in_(chunk))).tuples())
+        for trace_id, project_id in conn.execute(query.where(_trace_table.c.id.in_(chunk))):
+            found[trace_id] = project_id
     return found
 
 
