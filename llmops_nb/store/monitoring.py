@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, text
@@ -130,58 +129,62 @@ _TRACE_IDS_PER_QUERY = 500
 _span_table = m.Span.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(slots=True)
-class LLMCall:
-    """What one LLM span adds to the rollups: the fields the triggers computed in SQL,
-    from the span as stored (an attribute of an odd type counts as absent)."""
-
-    trace_id: str
-    start_ns: int
-    model: str
-    prompt: str
-    error: int
-    cached: int
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    latency_ms: float
+LLMCall = tuple[str, int, str, str, int, int, int, int, float, float]
+"""What one LLM span adds to the rollups, the fields the triggers computed in SQL: trace
+id, start_ns, model, prompt, error (0/1), cached (0/1), input and output tokens, cost,
+latency in ms. A plain tuple: the writer makes thousands a batch."""
 
 
 def llm_calls(spans: Iterable[Mapping[str, Any]], dialect: str) -> list[LLMCall]:
     """The LLM spans among SPANS (span dicts, attributes as Python values) as calls.
 
-    The dialect matters only where the triggers' SQL differed: PostgreSQL rounds a
-    fractional token count and takes any number as a prompt version, SQLite truncates
-    the count and takes only integer versions.
+    Read as stored (an attribute of an odd JSON type counts as absent), with the common
+    types checked first. The dialect matters only where the triggers' SQL differed:
+    PostgreSQL rounds a fractional token count and takes any number as a prompt version,
+    SQLite truncates the count and takes only integer versions.
     """
     postgres = dialect != "sqlite"
+    inf = math.inf
     calls = []
     for span in spans:
         if span.get("kind", "chain") != "llm":
             continue
         attrs = span.get("attributes")
-        a: Mapping[str, Any] = attrs if isinstance(attrs, Mapping) else {}
-        name = _text(a.get("llmops.prompt.name"))
-        version = _version(a.get("llmops.prompt.version"), postgres)
-        if name is None:
+        get = attrs.get if isinstance(attrs, Mapping) else {}.get
+        model = get("llmops.model")
+        if type(model) is not str:
+            model = _text(model)
+        if not model:
+            model = get("gen_ai.request.model")
+            if type(model) is not str:
+                model = _text(model) or ""
+        prompt = get("llmops.prompt.name")
+        if type(prompt) is not str:
+            prompt = _text(prompt)
+        if prompt is None:
             prompt = ""
         else:
-            prompt = name if version is None else f"{name}@{version}"
-        start, end = span["start_ns"], span["end_ns"]
-        calls.append(
-            LLMCall(
-                trace_id=span["trace_id"],
-                start_ns=start,
-                model=_text(a.get("llmops.model")) or _text(a.get("gen_ai.request.model")) or "",
-                prompt=prompt,
-                error=1 if span.get("status", "ok") == "error" else 0,
-                cached=1 if a.get("llmops.cached") is True else 0,
-                input_tokens=_integer(a.get("gen_ai.usage.input_tokens"), postgres),
-                output_tokens=_integer(a.get("gen_ai.usage.output_tokens"), postgres),
-                cost=_real(a.get("llmops.cost")),
-                latency_ms=(end - start) / 1000000.0,
-            )
-        )
+            version = get("llmops.prompt.version")
+            if version is not None:
+                version = str(version) if type(version) is int else _version(version, postgres)
+                if version is not None:
+                    prompt = f"{prompt}@{version}"
+        input_tokens = get("gen_ai.usage.input_tokens")
+        if type(input_tokens) is not int or not _INT64_MIN <= input_tokens <= _INT64_MAX:
+            input_tokens = _integer(input_tokens, postgres)
+        output_tokens = get("gen_ai.usage.output_tokens")
+        if type(output_tokens) is not int or not _INT64_MIN <= output_tokens <= _INT64_MAX:
+            output_tokens = _integer(output_tokens, postgres)
+        cost = get("llmops.cost")
+        if type(cost) is not float or not -inf < cost < inf:
+            cost = _real(cost)
+        start = span["start_ns"]
+        calls.append((
+            span["trace_id"], start, model, prompt,
+            1 if span.get("status", "ok") == "error" else 0,
+            1 if get("llmops.cached") is True else 0,
+            input_tokens, output_tokens, cost, (span["end_ns"] - start) / 1000000.0,
+        ))  # fmt: skip
     return calls
 
 
@@ -205,21 +208,21 @@ def fold_calls(conn: Any, calls: Iterable[LLMCall], project_of: Mapping[str, int
     trace has no row yet is skipped: it is folded in when its trace row is written."""
     minutes: dict[tuple[int, int, str, str], list[Any]] = {}
     edges = m.LATENCY_EDGES_MS
-    for call in calls:
-        project_id = project_of.get(call.trace_id)
+    for trace_id, start, model, prompt, error, cached, tokens_in, tokens_out, cost, lat in calls:
+        project_id = project_of.get(trace_id)
         if project_id is None:
             continue
-        key = (project_id, _period(call.start_ns, MINUTE_NS), call.model, call.prompt)
-        lat = call.latency_ms
+        minute = start - start % MINUTE_NS if start >= 0 else _period(start, MINUTE_NS)
+        key = (project_id, minute, model, prompt)
         totals = minutes.get(key)
         if totals is None:
             totals = minutes[key] = [0, 0, 0, 0, 0, 0.0, 0.0, lat, lat] + [0] * m.LATENCY_BINS
         totals[0] += 1
-        totals[1] += call.error
-        totals[2] += call.cached
-        totals[3] += call.input_tokens
-        totals[4] += call.output_tokens
-        totals[5] += call.cost
+        totals[1] += error
+        totals[2] += cached
+        totals[3] += tokens_in
+        totals[4] += tokens_out
+        totals[5] += cost
         totals[6] += lat
         if lat < totals[7]:
             totals[7] = lat

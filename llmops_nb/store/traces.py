@@ -141,7 +141,7 @@ class TraceQueries(StoreBase):
             if calls or earlier:
                 project_of = {tid: row["project_id"] for tid, row in existing.items()}
                 project_of.update((tid, row["project_id"]) for tid, row in inserts.items())
-                unknown = list({c.trace_id for c in calls} - project_of.keys())
+                unknown = list({call[0] for call in calls} - project_of.keys())
                 if unknown:  # spans of traces without a delta in this batch
                     project_of.update(_trace_projects(conn, unknown))
                 fold_calls(conn, [*calls, *earlier], project_of)
