@@ -17,7 +17,7 @@ tests/pgserver.py), four ways:
 Printed: spans/s (median of --rounds, the ways interleaved) and each way against none.
 Every way's rollup rows are checked against the trigger's before anything is printed.
 
-    python benchmarks/bench_store.py [--batch 2000] [--batches 10] [--rounds 3]
+    python benchmarks/bench_store.py [--batch 2000] [--batches 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def measure(label: str, new_url: Callable[[str], str], data: list, rounds: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2000)
-    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     data = batches(args.batches + 1, args.batch)
