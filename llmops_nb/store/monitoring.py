@@ -305,7 +305,7 @@ def _version(value: Any, postgres: bool) -> str | None:
     return None
 
 
-# --- the rollup's triggers (installed by migration 0003_monitor) -----------------------
+# --- the old triggers (0003_monitor; dropped by 0004_rollup_writer, back on downgrade) -
 
 
 def _span_fields(dialect: str, ref: str) -> dict[str, str]:
