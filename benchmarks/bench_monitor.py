@@ -2,10 +2,10 @@
 
 1. Load. --spans LLM spans (one per trace, 3 models, 2 prompt versions, 5 % errors,
    20 % cache hits, log-normal latency) spread over the last --days days are inserted
-   in bulk with SQL (executemany, one transaction): trace rows first, so the span
-   trigger folds every span into the per-minute rollup as it is stored. Printed: the
-   load rate, the rollup's size, and the write cost of the triggers (the same insert of
-   --probe spans into a copy of the store with the triggers dropped).
+   in bulk with SQL (executemany, one transaction), past the span writer, then folded
+   into the rollups by the migration's backfill (one grouped upsert per table). Printed:
+   the load and backfill rates and the rollup's size. What the rollup costs the span
+   writer itself is benchmarks/bench_store.py.
 2. Queries, median of --repeat runs after one warm-up: `lo.monitor(since="7d",
    every="1h")` by model and by prompt, `every="1m"` over one day, and
    `window_stats("1h")` / `window_stats("7d")`. Target: lo.monitor ≤ about 0.5 s.
@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -115,13 +114,12 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--probe", type=int, default=50_000)
     args = parser.parse_args()
 
     import llmops_nb as lo
     from llmops_nb.monitoring import window_stats
     from llmops_nb.store import get_store
-    from llmops_nb.store.monitoring import drop_rollup_triggers
+    from llmops_nb.store.monitoring import backfill_rollup
 
     store = get_store()
     store.project_id("default")
@@ -134,27 +132,17 @@ def main() -> None:
     print(f"generating {args.spans:,} spans over {args.days:g} days ...", flush=True)
     traces, spans = span_rows(args.spans, now - span_ns + hour, span_ns - hour - minute)
 
-    probe = min(args.probe, args.spans)
-    bare = tempfile.mktemp(suffix=".db")
-    shutil.copy(path, bare)
-    conn = sqlite3.connect(bare, isolation_level=None)
-    for statement in drop_rollup_triggers("sqlite"):
-        conn.execute(statement)
-    conn.close()
-    t_bare = insert(bare, traces[:probe], spans[:probe])
-    os.unlink(bare)
-
     t_load = insert(path, traces, spans)
-    print(
-        f"load: {args.spans:,} spans in {t_load:.1f} s ({args.spans / t_load:,.0f} spans/s, "
-        "triggers folding each into the rollup)"
-    )
-    t_probe = t_load * probe / args.spans
-    print(
-        f"trigger write cost: {probe:,} spans {t_bare:.2f} s without triggers vs about "
-        f"{t_probe:.2f} s with ({t_probe / t_bare:.1f}x; "
-        f"{(t_probe - t_bare) / probe * 1e6:.0f} µs per LLM span)"
-    )
+    print(f"load: {args.spans:,} spans in {t_load:.1f} s ({args.spans / t_load:,.0f} spans/s)")
+    conn = sqlite3.connect(path, isolation_level=None)
+    t0 = time.perf_counter()
+    conn.execute("BEGIN")
+    for statement in backfill_rollup("sqlite"):
+        conn.execute(statement)
+    conn.execute("COMMIT")
+    t_fold = time.perf_counter() - t0
+    conn.close()
+    print(f"rollup backfill: {t_fold:.1f} s ({args.spans / t_fold:,.0f} spans/s)")
     conn = sqlite3.connect(path)
     (rollup_rows,) = conn.execute("SELECT count(*) FROM llm_rollup").fetchone()
     (stored,) = conn.execute("SELECT sum(calls) FROM llm_rollup").fetchone()

@@ -239,6 +239,171 @@ def test_spans_of_one_trace_in_several_batches_count_once(store_url: str) -> Non
     assert (stats["calls"], stats["input_tokens"]) == (3, 9)
 
 
+def rollup_rows(table: str) -> list[dict[str, Any]]:
+    """The rows of rollup TABLE, in key order."""
+    with get_store().engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4")).mappings()
+        return [dict(r) for r in rows]
+
+
+def rollup_by_the_triggers_sql() -> dict[str, list[dict[str, Any]]]:
+    """The rollups recomputed from the stored spans with the SQL the triggers ran."""
+    from llmops_nb.store.monitoring import backfill_rollup
+
+    with get_store().engine.begin() as conn:
+        conn.execute(text("DELETE FROM llm_rollup"))
+        conn.execute(text("DELETE FROM llm_rollup_hour"))
+        for statement in backfill_rollup(conn.dialect.name):
+            conn.execute(text(statement))
+    return {table: rollup_rows(table) for table in ("llm_rollup", "llm_rollup_hour")}
+
+
+def assert_same_rollup(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    assert [tuple(r.values())[:4] for r in got] == [tuple(r.values())[:4] for r in want]
+    for a, b in zip(got, want, strict=True):
+        assert a == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in b.items()}
+
+
+def llm_span(trace_id: str, i: int, start: int, **attrs: Any) -> dict[str, Any]:
+    return {
+        "id": f"{abs(hash((trace_id, i))) % 16**16:016x}", "trace_id": trace_id,
+        "name": "chat", "kind": attrs.pop("kind", "llm"), "status": attrs.pop("status", "ok"),
+        "start_ns": start, "end_ns": start + int(attrs.pop("ms", 50.0) * 1e6),
+        "attributes": attrs,
+    }  # fmt: skip
+
+
+def delta_for(trace_id: str, start: int, project: str = "default") -> TraceDelta:
+    return TraceDelta(id=trace_id, project=project, name="chat", start_ns=start, end_ns=start)
+
+
+def test_a_retried_batch_and_a_trace_row_from_an_earlier_batch_count_once(
+    store_url: str,
+) -> None:
+    store = get_store()
+    start = _ns(HOUR + dt.timedelta(minutes=7))
+    trace_id = "cd" * 16
+    first = [llm_span(trace_id, i, start + i, **{"llmops.model": MODEL,
+             "gen_ai.usage.input_tokens": 5, "llmops.cost": 0.25}) for i in (1, 2)]  # fmt: skip
+    second = [llm_span(trace_id, 3, start + 3, **{"llmops.model": MODEL,
+              "gen_ai.usage.input_tokens": 7, "llmops.cost": 0.5}, status="error")]  # fmt: skip
+
+    def totals(table: str) -> list[tuple[Any, ...]]:
+        return [
+            (r["period_ns"], r["model"], r["calls"], r["errors"], r["input_tokens"], r["cost"])
+            for r in rollup_rows(table)
+        ]
+
+    minute, hour = _ns(HOUR + dt.timedelta(minutes=7)), _ns(HOUR)
+    store.record_spans(first, [delta_for(trace_id, start)])  # spans first, then the trace row
+    assert totals("llm_rollup") == [(minute, MODEL, 2, 0, 10, 0.5)]
+    store.record_spans(first, [delta_for(trace_id, start)], if_absent=True)  # retried
+    assert totals("llm_rollup") == [(minute, MODEL, 2, 0, 10, 0.5)]
+    store.record_spans(second, [delta_for(trace_id, start)])  # its trace row is stored
+    store.record_spans(second, [delta_for(trace_id, start)], if_absent=True)  # retried
+    assert totals("llm_rollup") == [(minute, MODEL, 3, 1, 17, 1.0)]
+    assert totals("llm_rollup_hour") == [(hour, MODEL, 3, 1, 17, 1.0)]
+    assert len(lo.get_trace(trace_id).spans) == 3
+    stats = window_stats("1h", until=HOUR + dt.timedelta(minutes=10))
+    assert (stats["calls"], stats["errors"], stats["input_tokens"]) == (3, 1, 17)
+
+
+def test_the_writers_rollup_is_the_triggers_rollup(store_url: str) -> None:
+    """Every kind of span and batch the writer sees, odd attribute values included, gives
+    the rollup rows that the triggers' SQL computes from the stored spans."""
+    store = get_store()
+    t0 = _ns(HOUR)
+    minute = 60 * 10**9
+    huge = 2**70 if store.is_sqlite else 2**40  # SQLite saturates; the PG trigger failed
+    odd = [  # attribute values of every JSON type where numbers and strings are read
+        {"llmops.model": MODEL, "gen_ai.usage.input_tokens": 3.5,
+         "gen_ai.usage.output_tokens": 2.4, "llmops.cost": 1, "llmops.cached": True},
+        {"llmops.model": "", "gen_ai.request.model": "gpt-x", "gen_ai.usage.input_tokens": "9",
+         "llmops.cost": float("nan"), "llmops.cached": "yes", "llmops.prompt.name": "faq"},
+        {"llmops.model": 7, "gen_ai.usage.input_tokens": True, "llmops.prompt.name": "faq",
+         "llmops.prompt.version": 2.0, "llmops.cost": -0.5, "gen_ai.usage.output_tokens": -2.5},
+        {"llmops.model": float("inf"), "llmops.prompt.name": "", "llmops.prompt.version": 3,
+         "gen_ai.usage.input_tokens": huge, "llmops.cached": False},
+        {"llmops.model": ["a"], "gen_ai.request.model": {"x": 1}, "llmops.prompt.version": 4,
+         "gen_ai.usage.output_tokens": None},
+        {},
+    ]  # fmt: skip
+    batch, deltas = [], []
+    for i, attrs in enumerate(odd):  # one trace each, spans stored before their trace rows
+        tid = f"{i + 1:032x}"
+        batch.append(llm_span(tid, 0, t0 + i * minute, ms=0.4 + i * 300, **dict(attrs)))
+        batch.append(llm_span(tid, 1, t0 + i * minute + 5, ms=10**7, status="error"))
+        batch.append(llm_span(tid, 2, t0 + i * minute, kind="chain", **{"llmops.model": MODEL}))
+        deltas.append(delta_for(tid, t0, project="other" if i % 2 else "default"))
+    store.record_spans(batch, deltas)
+    late = [llm_span(f"{i + 1:032x}", 9, t0 + 2 * 3600 * 10**9 + i, ms=2.0 * i,
+                     **{"llmops.model": MODEL, "llmops.cost": 0.1}) for i in range(4)]  # fmt: skip
+    store.record_spans(late, [])  # no deltas: their trace rows are stored already
+    store.record_spans(late, [], if_absent=True)
+    orphan = "ef" * 16
+    store.record_spans([llm_span(orphan, 0, t0 + 3, **{"llmops.model": "local/x"})], [])
+    store.record_spans([llm_span("fe" * 16, 0, t0, **{"llmops.model": "never"})], [])
+    got = {table: rollup_rows(table) for table in ("llm_rollup", "llm_rollup_hour")}
+    assert not any(r["model"] in ("local/x", "never") for r in got["llm_rollup"])
+    # the orphan's trace row arrives with a later batch of another span of it
+    store.record_spans([llm_span(orphan, 1, t0 + 4, **{"llmops.model": "local/x"})],
+                       [delta_for(orphan, t0)])  # fmt: skip
+    got = {table: rollup_rows(table) for table in ("llm_rollup", "llm_rollup_hour")}
+    [orphan_row] = [r for r in got["llm_rollup"] if r["model"] == "local/x"]
+    assert orphan_row["calls"] == 2
+    assert sum(r["calls"] for r in got["llm_rollup"]) == 2 * len(odd) + 4 + 2
+    assert sum(r["calls"] for r in got["llm_rollup_hour"]) == 2 * len(odd) + 4 + 2
+    want = rollup_by_the_triggers_sql()
+    assert_same_rollup(got["llm_rollup"], want["llm_rollup"])
+    assert_same_rollup(got["llm_rollup_hour"], want["llm_rollup_hour"])
+
+
+def test_at_head_no_trigger_keeps_the_rollup_and_a_downgrade_restores_them(
+    store_url: str,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from llmops_nb.store.base import HEAD_REVISION, MIGRATIONS_DIR
+
+    store = get_store()
+    project_id = store.project_id("default")
+    list_triggers = (
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY 1"
+        if store.is_sqlite
+        else "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"
+    )
+    with store.engine.connect() as conn:
+        assert conn.execute(text(list_triggers)).scalars().all() == []
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.write_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003_splits")
+        assert conn.execute(text(list_triggers)).scalars().all() == [
+            "llm_rollup_on_span", "llm_rollup_on_trace"
+        ]  # fmt: skip
+        conn.execute(  # a span and its trace row written past the writer: the triggers count it
+            text(
+                "INSERT INTO trace (id, project_id, name, status, start_ns, end_ns, n_spans, "
+                "input_tokens, output_tokens, cost) VALUES (:t, :p, 'x', 'ok', :s, :s, 1, 0, 0, 0)"
+            ),
+            {"t": "12" * 16, "p": project_id, "s": _ns(HOUR)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO span (id, trace_id, name, kind, status, start_ns, end_ns, attributes)"
+                " VALUES ('00000000000000b1', :t, 'chat', 'llm', 'ok', :s, :e, :a)"
+            ),
+            {"t": "12" * 16, "s": _ns(HOUR), "e": _ns(HOUR) + 10**7, "a": '{"llmops.model": "m"}'},
+        )
+        command.upgrade(cfg, "head")
+        assert conn.execute(text(list_triggers)).scalars().all() == []
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert version == HEAD_REVISION == "0004_rollup_writer"
+    assert [(r["model"], r["calls"]) for r in rollup_rows("llm_rollup_hour")] == [("m", 1)]
+
+
 def test_bad_durations_are_one_clear_message() -> None:
     assert parse_duration("90s") == dt.timedelta(seconds=90)
     assert parse_duration("15m") == dt.timedelta(minutes=15)

@@ -32,7 +32,7 @@ from . import models as m
 
 T = TypeVar("T")
 
-HEAD_REVISION = "0003_splits"
+HEAD_REVISION = "0004_rollup_writer"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 LOCK_WAIT_S = 10.0

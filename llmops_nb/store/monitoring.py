@@ -3,18 +3,24 @@
 Aggregating the span table itself means parsing every span's JSON attributes (seconds
 per million spans on SQLite). Instead `llm_rollup` (per minute) and `llm_rollup_hour`
 keep, per project, period, model and prompt, the counts, sums and a latency histogram of
-the LLM spans; triggers fold each span in as it is stored (written here, installed by
-migration 0003_monitor). A query reads whole hours from the hour table and the minutes
-at either end from the minute table, so its cost follows the buckets, not the spans.
+the LLM spans. The span writer (`TraceQueries.record_spans`) folds each batch's LLM
+spans in, in the batch's own transaction, with one upsert per table (`fold_calls`).
+Until migration 0004_rollup_writer, triggers did it span by span (their DDL stays here
+for migrations 0003_monitor and 0004's downgrade), at 6-19x the cost of the write.
+A query reads whole hours from the hour table and the minutes at either end from the
+minute table, so its cost follows the buckets, not the spans.
 The histogram's edges are `models.LATENCY_EDGES_MS`; `llmops_nb.monitoring` turns it
 into percentiles.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from . import models as m
 from .base import StoreBase
@@ -116,7 +122,190 @@ def _periods(start: int, until: int, step: int) -> list[tuple[str, int, int]]:
     return parts
 
 
-# --- the rollup's triggers (installed by migration 0003_monitor) -----------------------
+# --- the rollup writer: each batch of spans folded in by record_spans ------------------
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TRACE_IDS_PER_QUERY = 500
+_span_table = m.Span.__table__  # type: ignore[attr-defined]
+
+
+LLMCall = tuple[str, int, str, str, int, int, int, int, float, float]
+"""What one LLM span adds to the rollups, the fields the triggers computed in SQL: trace
+id, start_ns, model, prompt, error (0/1), cached (0/1), input and output tokens, cost,
+latency in ms. A plain tuple: the writer makes thousands a batch."""
+
+
+def llm_calls(spans: Iterable[Mapping[str, Any]], dialect: str) -> list[LLMCall]:
+    """The LLM spans among SPANS (span dicts, attributes as Python values) as calls.
+
+    Read as stored (an attribute of an odd JSON type counts as absent), with the common
+    types checked first. The dialect matters only where the triggers' SQL differed:
+    PostgreSQL rounds a fractional token count and takes any number as a prompt version,
+    SQLite truncates the count and takes only integer versions.
+    """
+    postgres = dialect != "sqlite"
+    inf = math.inf
+    calls = []
+    for span in spans:
+        if span.get("kind", "chain") != "llm":
+            continue
+        attrs = span.get("attributes")
+        get = attrs.get if isinstance(attrs, Mapping) else {}.get
+        model = get("llmops.model")
+        if type(model) is not str:
+            model = _text(model)
+        if not model:
+            model = get("gen_ai.request.model")
+            if type(model) is not str:
+                model = _text(model) or ""
+        prompt = get("llmops.prompt.name")
+        if type(prompt) is not str:
+            prompt = _text(prompt)
+        if prompt is None:
+            prompt = ""
+        else:
+            version = get("llmops.prompt.version")
+            if version is not None:
+                version = str(version) if type(version) is int else _version(version, postgres)
+                if version is not None:
+                    prompt = f"{prompt}@{version}"
+        input_tokens = get("gen_ai.usage.input_tokens")
+        if type(input_tokens) is not int or not _INT64_MIN <= input_tokens <= _INT64_MAX:
+            input_tokens = _integer(input_tokens, postgres)
+        output_tokens = get("gen_ai.usage.output_tokens")
+        if type(output_tokens) is not int or not _INT64_MIN <= output_tokens <= _INT64_MAX:
+            output_tokens = _integer(output_tokens, postgres)
+        cost = get("llmops.cost")
+        if type(cost) is not float or not -inf < cost < inf:
+            cost = _real(cost)
+        start = span["start_ns"]
+        calls.append((
+            span["trace_id"], start, model, prompt,
+            1 if span.get("status", "ok") == "error" else 0,
+            1 if get("llmops.cached") is True else 0,
+            input_tokens, output_tokens, cost, (span["end_ns"] - start) / 1000000.0,
+        ))  # fmt: skip
+    return calls
+
+
+def stored_llm_calls(conn: Any, trace_ids: Sequence[str], dialect: str) -> list[LLMCall]:
+    """The LLM spans already stored for TRACE_IDS: spans a batch wrote before their trace
+    row existed, which count once that row arrives."""
+    spans = []
+    c = _span_table.c
+    for i in range(0, len(trace_ids), _TRACE_IDS_PER_QUERY):
+        chunk = trace_ids[i : i + _TRACE_IDS_PER_QUERY]
+        query = select(c.trace_id, c.kind, c.status, c.start_ns, c.end_ns, c.attributes).where(
+            c.kind == "llm", c.trace_id.in_(chunk)
+        )
+        spans += conn.execute(query).mappings().all()
+    return llm_calls(spans, dialect)
+
+
+def fold_calls(conn: Any, calls: Iterable[LLMCall], project_of: Mapping[str, int]) -> None:
+    """Add CALLS to both rollup tables: one executemany upsert per table, grouped by
+    project (of the call's trace, in PROJECT_OF), period, model and prompt. A call whose
+    trace has no row yet is skipped: it is folded in when its trace row is written."""
+    minutes: dict[tuple[int, int, str, str], list[Any]] = {}
+    edges = m.LATENCY_EDGES_MS
+    for trace_id, start, model, prompt, error, cached, tokens_in, tokens_out, cost, lat in calls:
+        project_id = project_of.get(trace_id)
+        if project_id is None:
+            continue
+        minute = start - start % MINUTE_NS if start >= 0 else _period(start, MINUTE_NS)
+        key = (project_id, minute, model, prompt)
+        totals = minutes.get(key)
+        if totals is None:
+            totals = minutes[key] = [0, 0, 0, 0, 0, 0.0, 0.0, lat, lat] + [0] * m.LATENCY_BINS
+        totals[0] += 1
+        totals[1] += error
+        totals[2] += cached
+        totals[3] += tokens_in
+        totals[4] += tokens_out
+        totals[5] += cost
+        totals[6] += lat
+        if lat < totals[7]:
+            totals[7] = lat
+        elif lat > totals[8]:
+            totals[8] = lat
+        totals[9 + bisect_right(edges, lat)] += 1
+    if not minutes:
+        return
+    hours: dict[tuple[int, int, str, str], list[Any]] = {}
+    for (project_id, minute, model, prompt), totals in minutes.items():
+        key = (project_id, _period(minute, HOUR_NS), model, prompt)
+        merged = hours.get(key)
+        if merged is None:
+            hours[key] = list(totals)
+            continue
+        for k in range(len(totals)):
+            if k == 7:
+                merged[k] = min(merged[k], totals[k])
+            elif k == 8:
+                merged[k] = max(merged[k], totals[k])
+            else:
+                merged[k] += totals[k]
+    dialect = conn.dialect.name
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    values = f"VALUES ({', '.join([mark] * len(_COLUMNS))})"
+    for table, groups in (("llm_rollup", minutes), ("llm_rollup_hour", hours)):
+        rows = [(*key, *totals) for key, totals in sorted(groups.items())]  # one lock order
+        conn.exec_driver_sql(_upsert(dialect, table, values), rows)
+
+
+def _period(start_ns: int, grain: int) -> int:
+    """START_NS - START_NS % GRAIN with SQL's remainder (the sign of the dividend)."""
+    remainder = abs(start_ns) % grain
+    return start_ns - (remainder if start_ns >= 0 else -remainder)
+
+
+def _text(value: Any) -> str | None:
+    """A JSON string, as stored (a NaN or infinity is stored as its name: `traces._dumps`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return None
+
+
+def _integer(value: Any, postgres: bool) -> int:
+    """A JSON number as a 64-bit count, else 0 (PostgreSQL rounds, SQLite truncates)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return 0
+        whole = math.trunc(value)
+        if postgres and abs(value - whole) >= 0.5:
+            whole += 1 if value > 0 else -1
+        value = whole
+    return max(_INT64_MIN, min(_INT64_MAX, int(value)))
+
+
+def _real(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    if isinstance(value, float):
+        return value if math.isfinite(value) else 0.0
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _version(value: Any, postgres: bool) -> str | None:
+    """A prompt version as the triggers appended it: an integer (on PostgreSQL any
+    number, in its JSON spelling)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(int(value))
+    if postgres and isinstance(value, float) and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+# --- the old triggers (0003_monitor; dropped by 0004_rollup_writer, back on downgrade) -
 
 
 def _span_fields(dialect: str, ref: str) -> dict[str, str]:

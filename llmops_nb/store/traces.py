@@ -1,8 +1,9 @@
 """Queries for traces, spans and feedback.
 
 Spans arrive in batches from the tracing exporter: one write transaction inserts them
-(Core executemany, no ORM objects) and folds their totals into the trace rows, so a
-trace row is always consistent with the spans stored for it.
+(Core executemany, no ORM objects), folds their totals into the trace rows, so a trace
+row is always consistent with the spans stored for it, and folds the LLM spans into the
+monitoring rollups (`monitoring.fold_calls`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlmodel import Session, select
 from ..errors import NotFound
 from . import models as m
 from .base import StoreBase
+from .monitoring import fold_calls, llm_calls, stored_llm_calls
 
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 _CHUNK = 500  # ids per IN (...) clause
@@ -80,6 +82,7 @@ class TraceQueries(StoreBase):
         """
         project_ids = {d.project: self.project_id(d.project) for d in deltas}
         span_rows = [_span_values(row) for row in spans]
+        calls = llm_calls(spans, "sqlite" if self.is_sqlite else "postgresql")
         tries = 0
 
         def apply(s: Session) -> None:
@@ -94,10 +97,6 @@ class TraceQueries(StoreBase):
                 ).first()
                 if stored is not None:
                     return
-            if span_rows:
-                _insert_spans(conn, span_rows)
-            if not deltas:
-                return
             existing: dict[str, dict[str, Any]] = {}
             ids = list(dict.fromkeys(d.id for d in deltas))
             for chunk in _chunks(ids, _CHUNK):
@@ -113,6 +112,10 @@ class TraceQueries(StoreBase):
                     inserts[d.id] = _new_trace_row(d, project_ids[d.project])
                 else:
                     _merge(row, d)
+            # LLM spans an earlier batch stored before their trace row count from now on
+            earlier = stored_llm_calls(conn, list(inserts), conn.dialect.name) if inserts else []
+            if span_rows:
+                _insert_spans(conn, span_rows)
             if inserts:
                 conn.execute(insert(_trace_table), list(inserts.values()))
             changed = [row for tid, row in existing.items() if tid not in inserts]
@@ -135,6 +138,13 @@ class TraceQueries(StoreBase):
                     ),
                     [{f"b_{k}": row[k] for k in _UPDATED} for row in changed],
                 )
+            if calls or earlier:
+                project_of = {tid: row["project_id"] for tid, row in existing.items()}
+                project_of.update((tid, row["project_id"]) for tid, row in inserts.items())
+                unknown = list({call[0] for call in calls} - project_of.keys())
+                if unknown:  # spans of traces without a delta in this batch
+                    project_of.update(_trace_projects(conn, unknown))
+                fold_calls(conn, [*calls, *earlier], project_of)
 
         self.write(apply)
 
@@ -437,6 +447,16 @@ def _insert_spans(conn: Any, rows: list[tuple[Any, ...]]) -> None:
         f"VALUES ({', '.join([mark] * len(_SPAN_COLUMNS))})"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+def _trace_projects(conn: Any, trace_ids: list[str]) -> dict[str, int]:
+    """The project of each stored trace among TRACE_IDS."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(trace_ids, _CHUNK):
+        query = sa_select(_trace_table.c.id, _trace_table.c.project_id)
+        for trace_id, project_id in conn.execute(query.where(_trace_table.c.id.in_(chunk))):
+            found[trace_id] = project_id
+    return found
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
