@@ -46,6 +46,7 @@ def serve(
     executor: str = "local",
     replicas: int | None = None,
     ray_address: str | None = None,
+    forward_env: Iterable[str] = (),
 ) -> Server | RayServer:
     """Serve ROUTES ({name: prompt ref or model}) at http://HOST:PORT/v1 in the background.
 
@@ -58,11 +59,13 @@ def serve(
     `executor="ray"` serves the same routes from `replicas` Ray Serve replicas (default 2,
     `LLMOps.ray_num_cpus`/`ray_num_gpus` each) on the cluster `ray_address` names
     (default `LLMOps.ray_address`); the URL is then Serve's proxy, at HOST:PORT.
+    `forward_env=["OPENAI_API_KEY"]` hands those variables of this process to the
+    replicas, for nodes whose own environment lacks them.
     """
     if executor not in ("local", "ray"):
         raise ServeError(f"executor must be 'local' or 'ray', not {executor!r}")
-    if executor == "local" and (replicas is not None or ray_address is not None):
-        raise ServeError("replicas= and ray_address= are for executor='ray'")
+    if executor == "local" and (replicas is not None or ray_address is not None or forward_env):
+        raise ServeError("replicas=, ray_address= and forward_env= are for executor='ray'")
     options = ServeOptions(
         routes=routes, host=host, port=port, auth=auth, guards=dict(guards or {}),
         guard_action=guard_action, max_body=max_body, cache=cache, project=project,
@@ -70,5 +73,8 @@ def serve(
     if executor == "ray":
         from .ray_serve import DEFAULT_REPLICAS, RayServer
 
-        return RayServer(options, replicas=replicas or DEFAULT_REPLICAS, address=ray_address)
+        return RayServer(
+            options, replicas=DEFAULT_REPLICAS if replicas is None else replicas,
+            address=ray_address, forward_env=forward_env,
+        )  # fmt: skip
     return Server(options)

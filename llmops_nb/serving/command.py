@@ -30,6 +30,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--ray", action="store_true", help="serve from Ray Serve replicas")
     p.add_argument("--ray-address", help="the Ray cluster (default: LLMOps.ray_address, local)")
     p.add_argument("--replicas", type=int, default=None, help="Ray Serve replicas (2)")
+    p.add_argument(
+        "--forward-env", action="append", default=[], metavar="NAME",
+        help="with --ray: hand this environment variable to the replicas (OPENAI_API_KEY)",
+    )  # fmt: skip
     k = sub.add_parser("keys", help="API keys of the serving endpoint")
     ks = k.add_subparsers(dest="keys_command", required=True)
     ks.add_parser("create", help="make a key; it is printed once").add_argument("name")
@@ -70,10 +74,13 @@ def serve_main(args: argparse.Namespace) -> int:
 
             replicas = DEFAULT_REPLICAS if args.replicas is None else args.replicas
             announce = lambda line: print(line, flush=True)  # noqa: E731
-            run_on_ray(options, replicas=replicas, address=args.ray_address, announce=announce)
+            run_on_ray(
+                options, replicas=replicas, address=args.ray_address,
+                forward_env=args.forward_env, announce=announce,
+            )  # fmt: skip
             return 0
-        if args.replicas is not None or args.ray_address is not None:
-            return _fail("--replicas and --ray-address need --ray")
+        if args.replicas is not None or args.ray_address is not None or args.forward_env:
+            return _fail("--replicas, --ray-address and --forward-env need --ray")
         app = ServeApp(options)
         asyncio.run(run_forever(app, announce=lambda line: print(line, flush=True)))
     except LLMOpsError as exc:

@@ -8,8 +8,10 @@ endpoint runs; this module only adapts Ray Serve's (Starlette) requests to it.
 A cluster's workers know nothing of the notebook that deployed them, so each replica is
 given the store URL, the data dir and the settings of the deploying process explicitly:
 every replica resolves routes from, and writes its traces to, that one store. Across
-machines it must be a store every node reaches (PostgreSQL, `LLMOPS_NB_STORE`). Model
-providers' API keys are not shipped to the cluster: each node reads its own environment.
+machines it must be a store every node reaches (PostgreSQL, `LLMOPS_NB_STORE`). The
+deploying process's environment is not shipped, API keys least of all: a replica reads
+its node's environment, plus the variables named in `forward_env` (in memory: never the
+store, nor Ray's dashboard, which shows a runtime_env's variables).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -72,8 +74,14 @@ class RouteReplica:
     """One Ray Serve replica: the endpoint's request handling over the store it is given."""
 
     def __init__(
-        self, options: ServeOptions, store_url: str, home: str, settings: config.Settings
+        self,
+        options: ServeOptions,
+        store_url: str,
+        home: str,
+        settings: config.Settings,
+        env: dict[str, str],
     ) -> None:
+        os.environ.update(env)
         os.environ["LLMOPS_NB_STORE"] = store_url
         os.environ["LLMOPS_NB_HOME"] = home  # where this replica spools traces the store refused
         for name, value in vars(settings).items():
@@ -133,15 +141,21 @@ class RayServer:
     """The routes served by Ray Serve replicas: `url`, `stop()`, a status line."""
 
     def __init__(
-        self, options: ServeOptions, *, replicas: int = DEFAULT_REPLICAS, address: str | None = None
+        self,
+        options: ServeOptions,
+        *,
+        replicas: int = DEFAULT_REPLICAS,
+        address: str | None = None,
+        forward_env: Iterable[str] = (),
     ) -> None:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise ServeError(f"replicas must be a whole number of at least 1, not {replicas!r}")
+        env = _forwarded(forward_env)
+        self._serve = import_serve()
         self._stopped = True  # until there is something to stop
         self._app = ServeApp(options)  # bad routes and options fail here, before any cluster
         self.options = options
         self.replicas = replicas
-        self._serve = import_serve()
         from .. import ray_cluster
 
         ray_cluster.connect(address)
@@ -162,7 +176,9 @@ class RayServer:
             replica_options = dataclasses.replace(
                 options, routes=self.routes, project=self._app.table.project
             )
-            app = deployment.bind(replica_options, config.store_url(), str(config.home()), settings)
+            app = deployment.bind(
+                replica_options, config.store_url(), str(config.home()), settings, env
+            )
             self._stopped = False
             try:
                 self._serve.run(app, name=APP_NAME, route_prefix="/")
@@ -228,12 +244,17 @@ class RayServer:
 
 
 def run_on_ray(
-    options: ServeOptions, *, replicas: int, address: str | None, announce: Any = print
+    options: ServeOptions,
+    *,
+    replicas: int,
+    address: str | None,
+    forward_env: Iterable[str] = (),
+    announce: Any = print,
 ) -> None:
     """The CLI's `--ray`: deploy, say where, serve until SIGTERM or Ctrl-C, then take the
     application down (its replicas write the traces they still hold)."""
     stop = threading.Event()
-    server = RayServer(options, replicas=replicas, address=address)
+    server = RayServer(options, replicas=replicas, address=address, forward_env=forward_env)
     try:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -242,6 +263,19 @@ def run_on_ray(
             pass
     finally:
         server.stop()
+
+
+def _forwarded(names: Iterable[str]) -> dict[str, str]:
+    """{name: value} of this process's variables NAMES; one line for a name not set."""
+    if isinstance(names, str):
+        names = [names]
+    env = {}
+    for name in names:
+        value = os.environ.get(name)
+        if value is None:
+            raise ServeError(f"forward_env names {name!r}, which is not set in this environment")
+        env[name] = value
+    return env
 
 
 def _serve_client() -> Any:
