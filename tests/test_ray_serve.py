@@ -6,6 +6,7 @@ process and both replicas. The prompt's model is the OpenAI-compatible test serv
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,10 +51,11 @@ def deployed(
     url = conftest.postgres_url()
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-            object_store_memory=150 * 2**20,
-        )  # fmt: skip
+        # LLMOPS_NB_TEST_RAY_ADDRESS: run against a cluster started apart (`ray start --head`)
+        existing = os.environ.get("LLMOPS_NB_TEST_RAY_ADDRESS")
+        local = {"address": "local", "num_cpus": 2, "include_dashboard": False,
+                 "object_store_memory": 150 * 2**20}  # fmt: skip
+        ray.init(**({"address": existing} if existing else local), log_to_driver=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMOPS_NB_STORE", url)
         mp.setenv("LLMOPS_NB_HOME", str(tmp_path_factory.mktemp("ray-serve")))
