@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -20,6 +21,7 @@ from llmops_nb import config
 from llmops_nb.cli import main
 from llmops_nb.ray_cluster import RayNotInstalled
 from llmops_nb.serving import ServeError, create_key
+from llmops_nb.serving.app import DEFAULT_MAX_BODY
 from llmops_nb.store import reset_store
 from llmops_nb.testing import OpenAIServer
 
@@ -176,7 +178,7 @@ def test_alias_moved_here_changes_the_next_answer_of_every_replica(
         lo.set_alias("support_reply", "production", 2)
 
 
-def test_wrong_key_unknown_route_and_models_as_the_aiohttp_endpoint_answers(
+def test_refusals_and_models_as_the_aiohttp_endpoint_answers(
     deployed: Deployed,
 ) -> None:
     for key in ("wrong", deployed.key[:-2] + "xx"):
@@ -191,6 +193,16 @@ def test_wrong_key_unknown_route_and_models_as_the_aiohttp_endpoint_answers(
         client(deployed).chat.completions.create(model="nope", messages=QUESTION)
     assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
     assert [m.id for m in client(deployed).models.list()] == ["support", "raw"]
+    # over the body limit: refused from the Content-Length, or while a chunked body arrives
+    url, auth = (
+        f"{deployed.server.url}/chat/completions",
+        {"Authorization": f"Bearer {deployed.key}"},
+    )
+    big = b"x" * (DEFAULT_MAX_BODY + 1)
+    for content in (big, iter([big[:1000], big[1000:]])):
+        refused = httpx.post(url, headers=auth, content=content)
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "request_too_large"
 
 
 def test_bad_ray_options_are_one_line_before_any_cluster(

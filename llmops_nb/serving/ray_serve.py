@@ -225,7 +225,8 @@ class RayServer:
         """What the CLI prints once the replicas answer."""
         routes = ", ".join(f"{n}={t}" for n, t in self.routes.items())
         auth = "keys required" if self.options.auth else "no auth"
-        return f"serving {self.url} on Ray Serve ({self.replicas} replicas, {auth}): {routes}"
+        replicas = f"{self.replicas} replica{'s' if self.replicas > 1 else ''}"
+        return f"serving {self.url} on Ray Serve ({replicas}, {auth}): {routes}"
 
     def __enter__(self) -> RayServer:
         return self
