@@ -198,6 +198,8 @@ def test_refusals_and_models_as_the_aiohttp_endpoint_answers(
         f"{deployed.server.url}/chat/completions",
         {"Authorization": f"Bearer {deployed.key}"},
     )
+    wrong_verb = httpx.get(url, headers=auth)
+    assert wrong_verb.status_code == 405 and wrong_verb.json()["error"]["code"] == "405"
     big = b"x" * (DEFAULT_MAX_BODY + 1)
     for content in (big, iter([big[:1000], big[1000:]])):
         refused = httpx.post(url, headers=auth, content=content)

@@ -52,6 +52,7 @@ APP_NAME = "llmops_nb"
 """The Serve application's name: one llmops_nb endpoint per cluster (a new one replaces it)."""
 DEPLOYMENT = "routes"
 DEFAULT_REPLICAS = 2
+ENDPOINTS = {"/v1/chat/completions": "POST", "/v1/models": "GET"}  # as the aiohttp app routes
 MAX_ONGOING_REQUESTS = 256
 """Per replica. Serve's default (5) suits CPU-bound models; a request here mostly awaits
 the model's provider, as in the aiohttp endpoint, which has no such cap."""
@@ -97,13 +98,13 @@ class RouteReplica:
         from .streaming import SSE_HEADERS, event_lines
 
         try:
-            path, method = request.url.path, request.method
-            if path == "/v1/models" and method == "GET":
-                return JSONResponse(await self.app.models(request.headers))
-            if path != "/v1/chat/completions":
+            path = request.url.path
+            if path not in ENDPOINTS:
                 raise RequestError(404, "Not Found", code="404")
-            if method != "POST":
+            if request.method != ENDPOINTS[path]:
                 raise RequestError(405, "Method Not Allowed", code="405")
+            if path == "/v1/models":
+                return JSONResponse(await self.app.models(request.headers))
             reply = await self.app.complete(
                 request.headers, lambda: self._read_body(request), _content_length(request)
             )
