@@ -10,17 +10,17 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from .openai_shapes import RequestError, chunks, completion_body, error_body, models_body
+from .openai_shapes import RequestError, chunks, completion_body, models_body
 from .routes import RouteTable, ServeError
 from .streaming import send_events
 
-__all__ = ["DEFAULT_MAX_BODY", "GUARD_ACTIONS", "ServeApp", "ServeOptions", "Server"]
+__all__ = ["DEFAULT_MAX_BODY", "GUARD_ACTIONS", "Reply", "ServeApp", "ServeOptions", "Server"]
 
 log = logging.getLogger("llmops_nb.serving")
 
@@ -47,6 +47,16 @@ class ServeOptions:
     max_body: int = DEFAULT_MAX_BODY
     cache: bool = False  # production traffic reaches the model, unlike a notebook rerun
     project: str | None = None
+
+
+@dataclass
+class Reply:
+    """A chat completion's answer before a web framework writes it: a whole completion
+    (`body`) or the SSE chunks of a streamed one (`events`)."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    events: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -83,7 +93,8 @@ def _check_options(options: ServeOptions) -> None:
 
 
 class ServeApp:
-    """The endpoint's state (routes, key cache, counters) and its aiohttp application."""
+    """The endpoint's state (routes, key cache, counters), its request handling (which
+    the aiohttp application and the Ray Serve replicas both call) and its aiohttp app."""
 
     def __init__(self, options: ServeOptions) -> None:
         _check_options(options)
@@ -112,38 +123,43 @@ class ServeApp:
         """Every refusal in the OpenAI error shape, with no traceback."""
         try:
             return await handler(request)
-        except RequestError as exc:
-            return self._refuse(exc)
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(self._too_large())
+            return self._refuse(self.too_large())
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             return self._refuse(RequestError(exc.status, exc.reason, code=str(exc.status)))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("llmops_nb serve: request failed")
-            self.stats.errors += 1
-            return web.json_response(error_body("internal error", "server_error"), status=500)
+        except Exception as exc:
+            return self._refuse(exc)
 
-    def _refuse(self, exc: RequestError) -> web.Response:
+    def _refuse(self, exc: Exception) -> web.Response:
+        status, body, headers = self.refusal(exc)
+        return web.json_response(body, status=status, headers=headers or None)
+
+    def refusal(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, OpenAI error body, headers) for a refused request; anything but a
+        RequestError is logged and answered as a bare 500."""
+        if not isinstance(exc, RequestError):
+            log.error("llmops_nb serve: request failed", exc_info=exc)
+            exc = RequestError(500, "internal error", type="server_error")
         self.stats.errors += 1
-        headers = {"x-llmops-trace-id": exc.trace_id} if exc.trace_id else None
-        return web.json_response(exc.body(), status=exc.status, headers=headers)
+        headers = {"x-llmops-trace-id": exc.trace_id} if exc.trace_id else {}
+        return exc.status, exc.body(), headers
 
-    def _too_large(self) -> RequestError:
+    def too_large(self) -> RequestError:
         return RequestError(
             413, f"the request body is over the limit of {self.options.max_body} bytes",
             code="request_too_large",
         )  # fmt: skip
 
-    async def _authorize(self, request: web.Request, generation: int) -> str | None:
+    async def _authorize(self, headers: Mapping[str, str], generation: int) -> str | None:
         """The caller's key id: a valid `Authorization: Bearer KEY` is required unless the
         server runs with --no-auth (then None); a refusal says nothing about why."""
         if not self.options.auth:
             return None
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, key = headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise _unauthorized()
         key_id = await self._check_key(key.strip(), generation)
@@ -166,46 +182,64 @@ class ServeApp:
             self._keys.pop(key, None)
         return key_id
 
-    # --- handlers ----------------------------------------------------------------------
+    # --- request handling (every face) -------------------------------------------------
 
-    async def list_models(self, request: web.Request) -> web.Response:
-        await self._authorize(request, await self.table.generation())
-        return web.json_response(models_body(list(self.table.routes)))
+    async def models(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The `/v1/models` body, for a caller with a valid key."""
+        await self._authorize(headers, await self.table.generation())
+        return models_body(list(self.table.routes))
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def complete(
+        self,
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+        content_length: int | None,
+    ) -> Reply:
+        """One `/v1/chat/completions` request: key, size limit, body, route, call, trace.
+        A refusal raises RequestError; READ_BODY enforces the size limit as it reads."""
         from .completions import parse_request, serve_request
 
         generation = await self.table.generation()  # one marker read serves the whole request
-        key_id = await self._authorize(request, generation)
-        if request.content_length is not None and request.content_length > self.options.max_body:
-            raise self._too_large()
-        raw = await request.read()
+        key_id = await self._authorize(headers, generation)
+        if content_length is not None and content_length > self.options.max_body:
+            raise self.too_large()
+        raw = await read_body()
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             raise RequestError(400, "the request body is not valid JSON") from None
-        req = parse_request(body, request.headers.get("x-llmops-user"))
+        req = parse_request(body, headers.get("x-llmops-user"))
         self.stats.requests += 1
         served = await serve_request(
             self.table, req, key_id=key_id,
             guard_action=self.options.guard_action, cache=self.options.cache, generation=generation,
         )  # fmt: skip
         resolved = served.resolved
-        headers = {
+        answer = {
             "x-llmops-route": resolved.route.name,
             "x-llmops-model": served.result.model,  # a router's choice, not router/NAME
             "x-llmops-trace-id": served.trace_id,
         }
         if resolved.prompt_ref:
-            headers["x-llmops-prompt-version"] = resolved.prompt_ref
+            answer["x-llmops-prompt-version"] = resolved.prompt_ref
         if resolved.arm:
-            headers["x-llmops-arm"] = resolved.arm
+            answer["x-llmops-arm"] = resolved.arm
         response_id = f"chatcmpl-{served.trace_id}"
         if req.stream:
             events = chunks(response_id, served.result.model, served.result, req.include_usage)
-            return await send_events(request, events, headers)
-        body = completion_body(response_id, served.result.model, served.result)
-        return web.json_response(body, headers=headers)
+            return Reply(answer, events=events)
+        return Reply(answer, body=completion_body(response_id, served.result.model, served.result))
+
+    # --- the aiohttp face --------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.models(request.headers))
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        reply = await self.complete(request.headers, request.read, request.content_length)
+        if reply.events is not None:
+            return await send_events(request, reply.events, reply.headers)
+        return web.json_response(reply.body, headers=reply.headers)
 
 
 # --- running it --------------------------------------------------------------------------

@@ -27,6 +27,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--guard-action", default="block", choices=["block", "redact", "flag"])
     p.add_argument("--max-body", type=int, default=None, help="request body limit in bytes (1 MiB)")
     p.add_argument("--project", help="the project whose prompts and models the routes name")
+    p.add_argument("--ray", action="store_true", help="serve from Ray Serve replicas")
+    p.add_argument("--ray-address", help="the Ray cluster (default: LLMOps.ray_address, local)")
+    p.add_argument("--replicas", type=int, default=None, help="Ray Serve replicas (2)")
+    p.add_argument(
+        "--forward-env", action="append", default=[], metavar="NAME",
+        help="with --ray: hand this environment variable to the replicas (OPENAI_API_KEY)",
+    )  # fmt: skip
     k = sub.add_parser("keys", help="API keys of the serving endpoint")
     ks = k.add_subparsers(dest="keys_command", required=True)
     ks.add_parser("create", help="make a key; it is printed once").add_argument("name")
@@ -62,6 +69,18 @@ def serve_main(args: argparse.Namespace) -> int:
             guards=_guards(args.guard), guard_action=args.guard_action,
             max_body=args.max_body or DEFAULT_MAX_BODY, project=args.project,
         )  # fmt: skip
+        if args.ray:
+            from .ray_serve import DEFAULT_REPLICAS, run_on_ray
+
+            replicas = DEFAULT_REPLICAS if args.replicas is None else args.replicas
+            announce = lambda line: print(line, flush=True)  # noqa: E731
+            run_on_ray(
+                options, replicas=replicas, address=args.ray_address,
+                forward_env=args.forward_env, announce=announce,
+            )  # fmt: skip
+            return 0
+        if args.replicas is not None or args.ray_address is not None or args.forward_env:
+            return _fail("--replicas, --ray-address and --forward-env need --ray")
         app = ServeApp(options)
         asyncio.run(run_forever(app, announce=lambda line: print(line, flush=True)))
     except LLMOpsError as exc:

@@ -8,12 +8,21 @@ OpenAI client's `stream=True` code path works against the endpoint.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["send_events"]
+__all__ = ["SSE_HEADERS", "event_lines", "send_events"]
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def event_lines(events: list[dict[str, Any]]) -> Iterator[bytes]:
+    """EVENTS as SSE lines, then `data: [DONE]` (what every face writes)."""
+    for event in events:
+        yield ("data: " + json.dumps(event, separators=(",", ":")) + "\n\n").encode()
+    yield b"data: [DONE]\n\n"
 
 
 async def send_events(
@@ -21,18 +30,9 @@ async def send_events(
 ) -> web.StreamResponse:
     """Send EVENTS as one SSE stream with HEADERS; a client that hangs up raises
     ConnectionResetError (the request's span records it)."""
-    response = web.StreamResponse(
-        status=200,
-        headers={
-            **headers,
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-        },
-    )
+    response = web.StreamResponse(status=200, headers={**headers, **SSE_HEADERS})
     await response.prepare(request)
-    for event in events:
-        line = "data: " + json.dumps(event, separators=(",", ":")) + "\n\n"
-        await response.write(line.encode())
-    await response.write(b"data: [DONE]\n\n")
+    for line in event_lines(events):
+        await response.write(line)
     await response.write_eof()
     return response
