@@ -411,8 +411,9 @@ def _rollup_table(name: str) -> Table:
 llm_rollup = _rollup_table("llm_rollup")
 llm_rollup_hour = _rollup_table("llm_rollup_hour")
 """Per project, UTC minute (hour), model and prompt: the LLM spans' counts, sums and
-latency histogram, kept by triggers as spans are stored (migration 0003_monitor), so
-monitoring reads minutes and hours, not spans, over millions of calls."""
+latency histogram, folded in by the span writer in each batch's transaction
+(`store.monitoring`), so monitoring reads minutes and hours, not spans, over millions
+of calls."""
 # --- operations: audit log, model aliases, alerts -------------------------------------
 
 
