@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from ..errors import NotFound
 from . import models as m
-from .alias_moves import nothing_to_roll_back, record_move, rollback_source
+from .aliases import nothing_to_roll_back, record_move, rollback_source, unknown_alias
 from .base import StoreBase
 
 
@@ -51,12 +50,8 @@ class ModelAliasQueries(StoreBase):
                 )
             ).first()
         if version is None:
-            known = self.model_aliases(project, name)
-            hint = f"its aliases: {', '.join(known)}" if known else "it has no aliases"
-            raise NotFound(
-                f"model {name!r} has no alias {alias!r} ({hint}); set one with "
-                f"lo.set_model_alias({name!r}, {alias!r}, VERSION)"
-            )
+            how = f"lo.set_model_alias({name!r}, {alias!r}, VERSION)"
+            raise unknown_alias("model", name, alias, self.model_aliases(project, name), how)
         return version
 
     def set_model_alias(

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from ..errors import NotFound
 from . import models as m
-from .alias_moves import nothing_to_roll_back, record_move, rollback_source
+from .aliases import nothing_to_roll_back, record_move, rollback_source, unknown_alias
 from .audit import add_event
 from .base import StoreBase
 from .models import utcnow
@@ -141,12 +141,8 @@ class PromptQueries(StoreBase):
                 .where(m.PromptAlias.prompt_id == prompt.id, m.PromptAlias.alias == alias)
             ).first()
         if row is None:
-            known = self.prompt_aliases(project, name)
-            hint = f"its aliases: {', '.join(known)}" if known else "it has no aliases"
-            raise NotFound(
-                f"prompt {name!r} has no alias {alias!r} ({hint}); "
-                f"set one with %prompt alias {name} {alias} VERSION"
-            )
+            how = f"%prompt alias {name} {alias} VERSION"
+            raise unknown_alias("prompt", name, alias, self.prompt_aliases(project, name), how)
         return row
 
     def list_prompts(self, project: str) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
-"""What prompt aliases and model aliases share: the rule of a move and of its undo.
+"""What prompt aliases and model aliases share: their errors, the record of a move, its undo.
 
 Each kind keeps its own tables (an alias row, a history row per move); this is how a
 move is recorded (the alias row, its history row and the audit entry in one
-transaction) and where a rollback goes (each rollback undoes one earlier move).
+transaction), where a rollback goes (each rollback undoes one earlier move), and what
+an alias that is not set, or has nothing to undo, says.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def rollback_source(history: Iterable[tuple[str, T | None]]) -> T | None:
         else:
             return source
     return None
+
+
+def unknown_alias(kind: str, name: str, alias: str, known: Iterable[str], how: str) -> NotFound:
+    """The error of NAME@ALIAS when it is not set: the aliases NAME has, and HOW to set one."""
+    names = list(known)
+    hint = f"its aliases: {', '.join(names)}" if names else "it has no aliases"
+    return NotFound(f"{kind} {name!r} has no alias {alias!r} ({hint}); set one with {how}")
 
 
 def nothing_to_roll_back(kind: str, name: str, alias: str) -> NotFound:
