@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import config
 from .errors import LLMOpsError
-from .timespans import Duration, InvalidDuration, Since, Until, parse_duration, parse_since, to_ns
+from .timespans import (
+    Duration,
+    InvalidDuration,
+    Since,
+    Until,
+    parse_duration,
+    parse_since,
+    parse_until,
+    to_ns,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -140,7 +149,7 @@ def window_stats(
     """The LLM calls of the last WINDOW (before UNTIL, default now) in one dict: calls,
     errors, error_rate, p50_ms, p95_ms, input_tokens, output_tokens, cost,
     cache_hit_rate. With no calls: zero counts, and None for rates and percentiles."""
-    end = _until(until)
+    end = parse_until(until)
     delta = parse_duration(window, name="window")
     rows = _buckets(end - delta, delta * 2, None, model, prompt, project, end, name="window")
     if not rows:
@@ -150,11 +159,6 @@ def window_stats(
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _until(until: Any) -> _dt.datetime:
-    now = _dt.datetime.now(_dt.UTC)
-    return now if until is None else parse_since(until, now, name="until")
 
 
 def _buckets(
@@ -171,7 +175,7 @@ def _buckets(
     from .store import get_store
     from .tracing.reading import _flush_for_reader
 
-    end = _until(until)
+    end = parse_until(until)
     start = parse_since(since, end, name=name)
     step = parse_duration(every, name="every")
     if start >= end:

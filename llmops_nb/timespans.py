@@ -21,6 +21,7 @@ __all__ = [
     "Until",
     "parse_duration",
     "parse_since",
+    "parse_until",
     "since_ns",
     "to_ns",
 ]
@@ -90,6 +91,12 @@ def parse_since(
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.UTC) if naive == "utc" else when.astimezone()
     return when.astimezone(_dt.UTC)
+
+
+def parse_until(value: Until | None, *, name: str = "until") -> _dt.datetime:
+    """An end time as `parse_since` reads it (a duration is back from now); None is now."""
+    now = _dt.datetime.now(_dt.UTC)
+    return now if value is None else parse_since(value, now, name=name)
 
 
 def since_ns(

@@ -14,6 +14,7 @@ from llmops_nb.timespans import (
     InvalidDuration,
     parse_duration,
     parse_since,
+    parse_until,
     since_ns,
     to_ns,
 )
@@ -88,3 +89,17 @@ def test_since_ns_is_the_span_clock() -> None:
     assert before - 300 * 10**9 - 10**9 < ago <= time.time_ns() - 300 * 10**9
     with pytest.raises(InvalidDuration, match="since=True is neither"):
         since_ns(True)  # type: ignore[arg-type]
+
+
+def test_an_until_is_now_unless_given() -> None:
+    before = dt.datetime.now(dt.UTC)
+    assert before <= parse_until(None) <= dt.datetime.now(dt.UTC)
+    assert parse_until("2026-11-20T10:00") == dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
+    hour_ago = parse_until("1h")
+    assert (
+        before - dt.timedelta(hours=1, seconds=1)
+        < hour_ago
+        <= before - dt.timedelta(hours=1) + dt.timedelta(seconds=1)
+    )
+    with pytest.raises(InvalidDuration, match="^until='later' is neither a duration"):
+        parse_until("later")

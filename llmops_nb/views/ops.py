@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from .. import config, monitoring
-from ..timespans import Duration, Since, Until
+from ..timespans import Duration, Since, Until, parse_until
 
 __all__ = ["METRICS", "alerts_section", "audit_section", "dashboard_section", "ops_view"]
 
@@ -106,7 +106,7 @@ def dashboard_section(
     until: Until | None = None,
 ) -> dict[str, Any]:
     """Per group totals over the range, and the series per bucket (`lo.monitor`'s rows)."""
-    end = monitoring.parse_since(until, _now(), name="until") if until is not None else _now()
+    end = parse_until(until)
     start = monitoring.parse_since(since, end)
     step = monitoring.parse_duration(every, name="every")
     scope = {"model": model, "prompt": prompt, "project": project, "until": end}
@@ -139,10 +139,6 @@ def _jsonable(row: dict[str, Any], by: str) -> dict[str, Any]:
             value = None
         out[key] = value
     return out
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
 
 
 def _iso(when: _dt.datetime) -> str:
