@@ -57,7 +57,10 @@ def parse_duration(
                 f"{name}={value!r} is not a duration: use a number and a unit, "
                 "like '90s', '15m', '1h', '7d' or '2w'"
             )
-        delta = _dt.timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
+        try:
+            delta = _dt.timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
+        except OverflowError:
+            raise error(f"{name}={value!r} is too long a duration") from None
     if delta <= _dt.timedelta(0):
         raise error(f"{name}={value!r}: a duration must be longer than zero")
     return delta
@@ -74,7 +77,10 @@ def parse_since(
     """VALUE as an aware UTC datetime: a duration back from NOW, or a datetime, date or
     ISO text, read in NAIVE time (UTC or this machine's zone) when it names no zone."""
     if isinstance(value, _dt.timedelta) or (isinstance(value, str) and _DURATION.match(value)):
-        return now - parse_duration(value, name=name, error=error)
+        delta = parse_duration(value, name=name, error=error)
+        if delta > now - _dt.datetime.min.replace(tzinfo=_dt.UTC):
+            raise error(f"{name}={value!r} is too long a duration: it reaches before year 1")
+        return now - delta
     when: object = value
     if isinstance(value, str):
         try:

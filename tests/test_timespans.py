@@ -40,6 +40,10 @@ def test_a_bad_duration_names_its_argument_in_one_line() -> None:
     for bad in ("0m", dt.timedelta(0), dt.timedelta(hours=-1)):
         with pytest.raises(InvalidDuration, match="must be longer than zero"):
             parse_duration(bad, name="every")
+    with pytest.raises(InvalidDuration, match=r"^window='99999999999d' is too long a duration"):
+        parse_duration("99999999999d", name="window")
+    with pytest.raises(InvalidDuration, match="too long a duration: it reaches before year 1"):
+        parse_since("800000w", NOW)  # about 15,000 years back
     with pytest.raises(InvalidDuration, match=r"^every=None is not a duration"):
         parse_duration(None, name="every")  # type: ignore[arg-type]
 
