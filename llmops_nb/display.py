@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import config
+from . import config, monitoring
+from .timespans import Duration, Since, Until
 
 __all__ = [
     "PANELS",
@@ -62,13 +63,13 @@ def finetune_panel(job: Any) -> Any:
 
 
 def dashboard(
-    since: Any = "7d",
-    every: Any = "1h",
-    by: str = "model",
+    since: Since = monitoring.DEFAULT_SINCE,
+    every: Duration = monitoring.DEFAULT_EVERY,
+    by: str = monitoring.DEFAULT_BY,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: Any = None,
+    until: Until | None = None,
 ) -> Any:
     """`lo.dashboard`: the ops dashboard panel (charts over time, static SVG fallback) of
     the LLM calls, the same view as the sidebar's Ops tab (`views.ops.ops_view`)."""

@@ -15,16 +15,14 @@ reference text, each with its nearest reference text.
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
-import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import config
 from .errors import LLMOpsError
+from .timespans import since_ns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,8 +31,6 @@ __all__ = ["DriftError", "DriftExample", "DriftResult", "DriftTest", "drift", "p
 
 TESTS = ("length", "tokens", "embedding")
 MAX_ITEMS = 1000  # per side; a larger sample is subsampled (seeded)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _WINDOW_KEYS = frozenset({"since", "until", "model", "project", "limit"})
 
 
@@ -122,31 +118,7 @@ def _num(value: float | None) -> str:
 def parse_time(value: Any, what: str) -> int:
     """Epoch ns for a duration ago ('7d', '12h', '30m', '2w', a timedelta), a date or time
     (ISO text, datetime, date; naive is local time) or epoch ns; one clear error if not."""
-    if isinstance(value, _dt.timedelta):
-        return time.time_ns() - int(value.total_seconds() * 1e9)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()]
-            return time.time_ns() - int(seconds * 1e9)
-        try:
-            value = _dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise DriftError(
-                f"{what}={value!r} is neither a duration ('7d', '12h', '30m', '2w') nor a "
-                "date or time ('2026-11-22', '2026-11-22T10:00')"
-            ) from None
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.astimezone()
-        return int(value.timestamp() * 1e9)
-    if isinstance(value, _dt.date):
-        return parse_time(_dt.datetime(value.year, value.month, value.day), what)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise DriftError(
-        f"{what} must be a duration ('7d'), a date or time, or a datetime, not {value!r}"
-    )
+    return since_ns(value, name=what, naive="local", error=DriftError)
 
 
 def _window_texts(window: Mapping[str, Any], on: str, side: str) -> list[str]:

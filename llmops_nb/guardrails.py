@@ -305,13 +305,17 @@ class _GuardedCall:
         raise error
 
 
-def _split(prompt: Any, messages: Messages | None) -> Messages | None:
-    """The call's messages, or None when prompt/messages are wrong (complete says why)."""
-    if (prompt is None) == (messages is None):
+def _plan(
+    checks: Any, action: Any, model: str | None, prompt: Any, messages: Messages | None
+) -> tuple[_GuardedCall, Messages] | None:
+    """The guarded call and the messages it checks; None when the call goes straight to
+    the model: no checks, or prompt/messages given wrong (complete then says why)."""
+    call = _GuardedCall(checks, action, model)
+    if (prompt is None) == (messages is None) or not call.checks:
         return None
     if prompt is None:
-        return list(messages or [])
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        return call, list(messages or [])
+    return call, [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
 def guarded_complete(
@@ -326,13 +330,12 @@ def guarded_complete(
     """`lo.complete(..., guard=CHECKS, guard_action=ACTION)`: see the module docstring."""
     from .llm.client import complete
 
-    call = _GuardedCall(checks, action, model)
-    found = _split(prompt, messages)
-    if found is None or not call.checks:
+    plan = _plan(checks, action, model, prompt, messages)
+    if plan is None:
         return complete(model, prompt, messages=messages, **kwargs)
+    call, checked = plan
     with call.span() as span:
-        sent = call.check_input(span, found)
-        result = complete(model, messages=sent, **kwargs)
+        result = complete(model, messages=call.check_input(span, checked), **kwargs)
         return call.check_output(span, result)
 
 
@@ -348,13 +351,12 @@ async def aguarded_complete(
     """`guarded_complete` for `lo.acomplete`."""
     from .llm.client import acomplete
 
-    call = _GuardedCall(checks, action, model)
-    found = _split(prompt, messages)
-    if found is None or not call.checks:
+    plan = _plan(checks, action, model, prompt, messages)
+    if plan is None:
         return await acomplete(model, prompt, messages=messages, **kwargs)
+    call, checked = plan
     async with call.span() as span:
-        sent = call.check_input(span, found)
-        result = await acomplete(model, messages=sent, **kwargs)
+        result = await acomplete(model, messages=call.check_input(span, checked), **kwargs)
         return call.check_output(span, result)
 
 

@@ -14,17 +14,30 @@ LLM spans ("name@version"); models by `llmops.model`.
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import config
 from .errors import LLMOpsError
+from .timespans import (
+    Duration,
+    InvalidDuration,
+    Since,
+    Until,
+    parse_duration,
+    parse_since,
+    parse_until,
+    to_ns,
+)
 
 if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
+    "DEFAULT_BY",
+    "DEFAULT_EVERY",
+    "DEFAULT_SINCE",
+    "DEFAULT_WINDOW",
     "InvalidDuration",
     "InvalidMonitorQuery",
     "monitor",
@@ -40,71 +53,28 @@ STAT_KEYS = (
     "cost", "cache_hit_rate",
 )  # fmt: skip
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
-
-class InvalidDuration(LLMOpsError, ValueError):
-    """A since/window/every that is neither a duration ("90s", "15m", "1h", "7d") nor a date."""
+DEFAULT_SINCE = "7d"
+"""How far back monitor, totals, the dashboard and the Ops tab look by default."""
+DEFAULT_EVERY = "1h"
+"""Their default bucket size."""
+DEFAULT_BY = "model"
+"""Their default grouping (one of GROUPS)."""
+DEFAULT_WINDOW = "1h"
+"""The default window of window_stats (what alert rules and routers read)."""
 
 
 class InvalidMonitorQuery(LLMOpsError, ValueError):
     """An unknown grouping, or a time range that ends before it starts."""
 
 
-def parse_duration(value: str | _dt.timedelta, *, name: str = "duration") -> _dt.timedelta:
-    """A duration ("90s", "15m", "1h", "7d", "2w", or a timedelta) as a positive timedelta."""
-    if isinstance(value, _dt.timedelta):
-        delta = value
-    else:
-        found = _DURATION.match(value) if isinstance(value, str) else None
-        if found is None:
-            raise InvalidDuration(
-                f"{name}={value!r} is not a duration: use a number and a unit, "
-                'like "90s", "15m", "1h" or "7d"'
-            )
-        delta = _dt.timedelta(seconds=float(found[1]) * _UNITS[found[2]])
-    if delta <= _dt.timedelta(0):
-        raise InvalidDuration(f"{name}={value!r}: a duration must be longer than zero")
-    return delta
-
-
-def parse_since(
-    value: str | _dt.datetime | _dt.date | _dt.timedelta,
-    now: _dt.datetime,
-    *,
-    name: str = "since",
-) -> _dt.datetime:
-    """A start time: a duration back from NOW ("7d"), or an ISO date/datetime (UTC when
-    it names no zone), or a datetime/date."""
-    if isinstance(value, (str, _dt.timedelta)) and (
-        isinstance(value, _dt.timedelta) or _DURATION.match(value)
-    ):
-        return now - parse_duration(value, name=name)
-    when: Any = value
-    if isinstance(value, str):
-        try:
-            when = _dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise InvalidDuration(
-                f'{name}={value!r} is neither a duration (like "90s", "15m", "1h", '
-                '"7d") nor an ISO date (like "2026-12-01" or "2026-12-01T09:30")'
-            ) from None
-    if isinstance(when, _dt.date) and not isinstance(when, _dt.datetime):
-        when = _dt.datetime(when.year, when.month, when.day)
-    if not isinstance(when, _dt.datetime):
-        raise InvalidDuration(f"{name}={value!r} is neither a duration nor a date")
-    return when.replace(tzinfo=_dt.UTC) if when.tzinfo is None else when.astimezone(_dt.UTC)
-
-
 def monitor(
-    since: str | _dt.datetime | _dt.date | _dt.timedelta = "7d",
-    every: str | _dt.timedelta = "1h",
-    by: str = "model",
+    since: Since = DEFAULT_SINCE,
+    every: Duration = DEFAULT_EVERY,
+    by: str = DEFAULT_BY,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: str | _dt.datetime | _dt.date | None = None,
+    until: Until | None = None,
 ) -> pl.DataFrame:
     """LLM calls per time bucket and group, as polars: bucket (UTC start), the group
     column (`model`, `prompt` or `project`), calls, errors, error_rate, p50_ms, p95_ms,
@@ -122,12 +92,12 @@ def monitor(
 
 
 def totals(
-    since: str | _dt.datetime | _dt.date | _dt.timedelta = "7d",
-    by: str = "model",
+    since: Since = DEFAULT_SINCE,
+    by: str = DEFAULT_BY,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: str | _dt.datetime | _dt.date | None = None,
+    until: Until | None = None,
 ) -> pl.DataFrame:
     """`monitor` over the whole range: one row per group (no bucket column)."""
     if by not in GROUPS:
@@ -169,17 +139,17 @@ def _frame(rows: list[dict[str, Any]], by: str, *, with_bucket: bool) -> pl.Data
 
 
 def window_stats(
-    window: str | _dt.timedelta = "1h",
+    window: Duration = DEFAULT_WINDOW,
     *,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: str | _dt.datetime | _dt.date | None = None,
+    until: Until | None = None,
 ) -> dict[str, float | int | None]:
     """The LLM calls of the last WINDOW (before UNTIL, default now) in one dict: calls,
     errors, error_rate, p50_ms, p95_ms, input_tokens, output_tokens, cost,
     cache_hit_rate. With no calls: zero counts, and None for rates and percentiles."""
-    end = _until(until)
+    end = parse_until(until)
     delta = parse_duration(window, name="window")
     rows = _buckets(end - delta, delta * 2, None, model, prompt, project, end, name="window")
     if not rows:
@@ -189,11 +159,6 @@ def window_stats(
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _until(until: Any) -> _dt.datetime:
-    now = _dt.datetime.now(_dt.UTC)
-    return now if until is None else parse_since(until, now, name="until")
 
 
 def _buckets(
@@ -210,7 +175,7 @@ def _buckets(
     from .store import get_store
     from .tracing.reading import _flush_for_reader
 
-    end = _until(until)
+    end = parse_until(until)
     start = parse_since(since, end, name=name)
     step = parse_duration(every, name="every")
     if start >= end:
@@ -219,8 +184,8 @@ def _buckets(
         project = config.current_project()
     _flush_for_reader()  # spans still in the writer's queue count too
     return get_store().monitor_buckets(
-        since_ns=_ns(start),
-        until_ns=_ns(end),
+        since_ns=to_ns(start),
+        until_ns=to_ns(end),
         every_ns=int(step.total_seconds() * 1e9),
         by=by,
         project=project,
@@ -288,10 +253,6 @@ def percentile_ms(bins: Sequence[int], q: float, low: float, high: float) -> flo
             return float(min(high, max(low, value)))
         seen += n
     return float(high)
-
-
-def _ns(when: _dt.datetime) -> int:
-    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
 
 
 def _utc(ns: int) -> _dt.datetime:

@@ -6,41 +6,26 @@ small batches (see `store.retention`), so kernels keep writing spans while it ru
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import timedelta
 
 from .errors import LLMOpsError
+from .timespans import Duration, parse_duration
 
 __all__ = ["RetentionError", "parse_age", "prune"]
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class RetentionError(LLMOpsError, ValueError):
     """A retention age that cannot be read, such as older_than="ninety days"."""
 
 
-def parse_age(older_than: str | timedelta) -> timedelta:
+def parse_age(older_than: Duration) -> timedelta:
     """'90d', '12h', '30m', '45s', '2w' or a timedelta -> a positive timedelta."""
-    if isinstance(older_than, timedelta):
-        age = older_than
-    else:
-        match = _AGE.match(older_than) if isinstance(older_than, str) else None
-        if match is None:
-            raise RetentionError(
-                f"older_than must be an age such as '90d', '12h', '30m', '45s' or '2w' "
-                f"(or a timedelta), not {older_than!r}"
-            )
-        age = timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
-    if age <= timedelta(0):
-        raise RetentionError(f"older_than must be a positive age, not {older_than!r}")
-    return age
+    return parse_duration(older_than, name="older_than", error=RetentionError)
 
 
 def prune(
-    older_than: str | timedelta = "90d",
+    older_than: Duration = "90d",
     keep_eval_runs: bool = True,
     *,
     project: str | None = None,

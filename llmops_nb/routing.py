@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import config
 from .errors import LLMOpsError, NotFound
 from .llm.completion import Completion
+from .monitoring import DEFAULT_WINDOW
 
 if TYPE_CHECKING:
     import polars as pl
@@ -83,7 +84,7 @@ class Router:
     models: tuple[RoutedModel, ...]
     max_p95_ms: float | None = None
     max_cost: float | None = None
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     author: str = ""
     updated_at: datetime | None = None
 
@@ -183,7 +184,7 @@ def router(
     max_p95_ms: float | None = None,
     max_cost: float | None = None,
     *,
-    window: str = "1h",
+    window: str = DEFAULT_WINDOW,
     project: str | None = None,
 ) -> Router:
     """Define (or redefine) router NAME, callable as the model `router/NAME`.
@@ -527,34 +528,63 @@ def _routed(result: Completion, r: Router, failed: list[str]) -> RoutedCompletio
     return RoutedCompletion(**values, router=r.name, fallbacks=failed)
 
 
+class _RoutedCall:
+    """One routed call's decisions, shared by `complete` and `acomplete`: the models in
+    the order to try, which failed, and what the router span records."""
+
+    def __init__(self, model: str, api_base: str | None) -> None:
+        self.router, self.key, self.plan = _route(model)
+        self.api_base = api_base  # the caller's, for models that name none
+        self.failed: list[str] = []
+
+    def span(self) -> Any:
+        from .tracing import span
+
+        name = self.router.name
+        return span(f"router {name}", kind="router", attributes={"llmops.router": name})
+
+    def attempts(self) -> Iterator[tuple[RoutedModel, str | None, Any]]:
+        """Per try, in order: the model, its api_base, and the call attributes to set."""
+        from .tracing import call_attributes
+
+        for attempt, (choice, why) in enumerate(self.plan):
+            attributes = call_attributes(_attributes(self.router, choice, why, attempt))
+            yield choice, choice.api_base or self.api_base, attributes
+
+    def goes_on(self, outer: Any, choice: RoutedModel, exc: Exception) -> bool:
+        """Record CHOICE's failure; True when the call falls back to the next model."""
+        _record(self.key, choice, None)
+        if not _falls_back(self.router, exc) or len(self.failed) == len(self.plan) - 1:
+            outer.set_attribute("llmops.router.fallbacks", self.failed + [choice.model])
+            return False
+        self.failed.append(choice.model)
+        return True
+
+    def succeeded(self, outer: Any, choice: RoutedModel, result: Completion) -> RoutedCompletion:
+        """Record CHOICE's reply and return it as the router's."""
+        _record(self.key, choice, result)
+        outer.set_attribute("llmops.router.choice", choice.model)
+        outer.set_attribute("llmops.router.fallbacks", self.failed)
+        return _routed(result, self.router, self.failed)
+
+
 def complete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedCompletion:
     """`lo.complete("router/NAME", ...)`: the same arguments, sent to the router's choice
     (falling back along its order); `api_base` applies to models that have none."""
     from .llm.client import ModelError
     from .llm.client import complete as call_model
-    from .tracing import call_attributes, span
 
-    r, key, plan = _route(model)
-    api_base = kwargs.pop("api_base", None)
-    failed: list[str] = []
-    with span(f"router {r.name}", kind="router", attributes={"llmops.router": r.name}) as outer:
-        for attempt, (choice, why) in enumerate(plan):
+    call = _RoutedCall(model, kwargs.pop("api_base", None))
+    with call.span() as outer:
+        for choice, api_base, attributes in call.attempts():
             try:
-                with call_attributes(_attributes(r, choice, why, attempt)):
-                    result = call_model(
-                        choice.model, prompt, api_base=choice.api_base or api_base, **kwargs
-                    )
+                with attributes:
+                    result = call_model(choice.model, prompt, api_base=api_base, **kwargs)
             except ModelError as exc:
-                _record(key, choice, None)
-                if not _falls_back(r, exc) or attempt == len(plan) - 1:
-                    outer.set_attribute("llmops.router.fallbacks", failed + [choice.model])
-                    raise
-                failed.append(choice.model)
-                continue
-            _record(key, choice, result)
-            outer.set_attribute("llmops.router.choice", choice.model)
-            outer.set_attribute("llmops.router.fallbacks", failed)
-            return _routed(result, r, failed)
+                if call.goes_on(outer, choice, exc):
+                    continue
+                raise
+            return call.succeeded(outer, choice, result)
     raise AssertionError("unreachable: a router has at least one model")
 
 
@@ -562,29 +592,16 @@ async def acomplete(model: str, prompt: Any = None, **kwargs: Any) -> RoutedComp
     """`complete` for asyncio code (the eval runner)."""
     from .llm.client import ModelError
     from .llm.client import acomplete as call_model
-    from .tracing import call_attributes, span
 
-    r, key, plan = _route(model)
-    api_base = kwargs.pop("api_base", None)
-    failed: list[str] = []
-    async with span(
-        f"router {r.name}", kind="router", attributes={"llmops.router": r.name}
-    ) as outer:
-        for attempt, (choice, why) in enumerate(plan):
+    call = _RoutedCall(model, kwargs.pop("api_base", None))
+    async with call.span() as outer:
+        for choice, api_base, attributes in call.attempts():
             try:
-                with call_attributes(_attributes(r, choice, why, attempt)):
-                    result = await call_model(
-                        choice.model, prompt, api_base=choice.api_base or api_base, **kwargs
-                    )
+                with attributes:
+                    result = await call_model(choice.model, prompt, api_base=api_base, **kwargs)
             except ModelError as exc:
-                _record(key, choice, None)
-                if not _falls_back(r, exc) or attempt == len(plan) - 1:
-                    outer.set_attribute("llmops.router.fallbacks", failed + [choice.model])
-                    raise
-                failed.append(choice.model)
-                continue
-            _record(key, choice, result)
-            outer.set_attribute("llmops.router.choice", choice.model)
-            outer.set_attribute("llmops.router.fallbacks", failed)
-            return _routed(result, r, failed)
+                if call.goes_on(outer, choice, exc):
+                    continue
+                raise
+            return call.succeeded(outer, choice, result)
     raise AssertionError("unreachable: a router has at least one model")

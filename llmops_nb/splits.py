@@ -10,7 +10,6 @@ reads back from the store, with thumbs feedback, to compare each arm with the co
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import math
 import re
@@ -18,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from . import config
+from . import config, timespans
 from .errors import LLMOpsError, NotFound
 
 if TYPE_CHECKING:
@@ -208,18 +207,11 @@ def split_version(
 
 # --- the report -----------------------------------------------------------------------
 
-_MAX_NS = 2**63 - 1  # span clocks are 64-bit nanoseconds (up to the year 2262)
-
 
 def since_ns(since: Any) -> int | None:
-    """None, a duration back from now ("7d"), or a date or time, read as `lo.monitor`
-    reads it (`monitoring.parse_since`), in span-clock nanoseconds."""
-    if since is None:
-        return None
-    from .monitoring import parse_since
-
-    when = parse_since(since, _dt.datetime.now(_dt.UTC))
-    return min(int(when.timestamp() * 1e9), _MAX_NS)
+    """None, a duration back from now ("7d"), or a date or time (UTC when it names no
+    zone, as `lo.monitor` reads it), in span-clock nanoseconds."""
+    return None if since is None else timespans.since_ns(since)
 
 
 def split_report(name: str, since: Any = None, *, project: str | None = None) -> pl.DataFrame:

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from ..errors import NotFound
 from . import models as m
-from .audit import add_event
+from .aliases import nothing_to_roll_back, record_move, rollback_source, unknown_alias
 from .base import StoreBase
-from .models import utcnow
+
+
+def _locked_alias(s: Session, project_id: int, name: str, alias: str) -> m.ModelAlias | None:
+    """ALIAS of model NAME, locked until the transaction ends (None: not set yet)."""
+    return s.exec(
+        select(m.ModelAlias)
+        .where(
+            m.ModelAlias.project_id == project_id,
+            m.ModelAlias.name == name,
+            m.ModelAlias.alias == alias,
+        )
+        .with_for_update()
+    ).first()
 
 
 class ModelAliasQueries(StoreBase):
@@ -39,12 +50,8 @@ class ModelAliasQueries(StoreBase):
                 )
             ).first()
         if version is None:
-            known = self.model_aliases(project, name)
-            hint = f"its aliases: {', '.join(known)}" if known else "it has no aliases"
-            raise NotFound(
-                f"model {name!r} has no alias {alias!r} ({hint}); set one with "
-                f"lo.set_model_alias({name!r}, {alias!r}, VERSION)"
-            )
+            how = f"lo.set_model_alias({name!r}, {alias!r}, VERSION)"
+            raise unknown_alias("model", name, alias, self.model_aliases(project, name), how)
         return version
 
     def set_model_alias(
@@ -88,20 +95,11 @@ class ModelAliasQueries(StoreBase):
     ) -> tuple[int, int]:
         """`rollback_model_alias` inside the caller's write transaction (an alert's firing)."""
         project_id = self.project_id(project)
-        s.exec(  # hold the alias while its history is read: concurrent rollbacks serialize
-            select(m.ModelAlias)
-            .where(
-                m.ModelAlias.project_id == project_id,
-                m.ModelAlias.name == name,
-                m.ModelAlias.alias == alias,
-            )
-            .with_for_update()
-        ).first()
+        # hold the alias while its history is read: concurrent rollbacks serialize
+        _locked_alias(s, project_id, name, alias)
         target = self._model_rollback_target(s, project_id, name, alias)
         if target is None:
-            raise NotFound(
-                f"alias {alias!r} of model {name!r} has no earlier version to roll back to"
-            )
+            raise nothing_to_roll_back("model", name, alias)
         before, after = self._move_model_alias(
             s, project_id, name, alias, target, "rollback", author, reason
         )
@@ -126,15 +124,7 @@ class ModelAliasQueries(StoreBase):
             )
             .order_by(m.ModelAliasEvent.id.desc())  # type: ignore[union-attr]
         ).all()
-        skip = 0  # each rollback undoes one earlier "set": skip as many sets as rollbacks
-        for event in events:
-            if event.action == "rollback":
-                skip += 1
-            elif skip:
-                skip -= 1
-            else:
-                return event.from_version
-        return None
+        return rollback_source((event.action, event.from_version) for event in events)
 
     def _move_model_alias(
         self,
@@ -147,42 +137,25 @@ class ModelAliasQueries(StoreBase):
         author: str,
         reason: str | None,
     ) -> tuple[int | None, int]:
-        row = s.exec(
-            select(m.ModelAlias)
-            .where(
-                m.ModelAlias.project_id == project_id,
-                m.ModelAlias.name == name,
-                m.ModelAlias.alias == alias,
-            )
-            .with_for_update()
-        ).first()
+        row = _locked_alias(s, project_id, name, alias)
         before = row.version if row else None
         if action == "set" and before == version:
             return before, version  # not a move: nothing to log or undo
         if row is None:
             row = m.ModelAlias(project_id=project_id, name=name, alias=alias, version=version)
         row.version = version
-        row.updated_at = utcnow()
-        s.add(row)
-        s.add(
-            m.ModelAliasEvent(
-                project_id=project_id,
-                name=name,
-                alias=alias,
-                action=action,
-                from_version=before,
-                to_version=version,
-                author=author,
-            )
-        )
-        add_event(
-            s,
+        history = m.ModelAliasEvent(
             project_id=project_id,
-            action="rollback" if action == "rollback" else "model alias moved",
-            target=f"local/{name}@{alias}",
+            name=name,
+            alias=alias,
+            action=action,
+            from_version=before,
+            to_version=version,
             author=author,
-            from_value=f"v{before}" if before is not None else None,
-            to_value=f"v{version}",
-            reason=reason,
         )
+        record_move(
+            s, row, history, project_id=project_id, moved="model alias moved",
+            target=f"local/{name}@{alias}", action=action, author=author, reason=reason,
+            before=before, after=version,
+        )  # fmt: skip
         return before, version

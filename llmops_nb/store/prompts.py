@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from ..errors import NotFound
 from . import models as m
+from .aliases import nothing_to_roll_back, record_move, rollback_source, unknown_alias
 from .audit import add_event
 from .base import StoreBase
 from .models import utcnow
@@ -140,12 +141,8 @@ class PromptQueries(StoreBase):
                 .where(m.PromptAlias.prompt_id == prompt.id, m.PromptAlias.alias == alias)
             ).first()
         if row is None:
-            known = self.prompt_aliases(project, name)
-            hint = f"its aliases: {', '.join(known)}" if known else "it has no aliases"
-            raise NotFound(
-                f"prompt {name!r} has no alias {alias!r} ({hint}); "
-                f"set one with %prompt alias {name} {alias} VERSION"
-            )
+            how = f"%prompt alias {name} {alias} VERSION"
+            raise unknown_alias("prompt", name, alias, self.prompt_aliases(project, name), how)
         return row
 
     def list_prompts(self, project: str) -> list[dict[str, Any]]:
@@ -224,9 +221,7 @@ class PromptQueries(StoreBase):
         prompt = self._prompt(s, project, name, lock=True)
         target = self._rollback_target(s, prompt, alias)
         if target is None:
-            raise NotFound(
-                f"alias {alias!r} of prompt {name!r} has no earlier version to roll back to"
-            )
+            raise nothing_to_roll_back("prompt", name, alias)
         before, after = self._move_alias(s, prompt, alias, target, "rollback", author, reason)
         assert before is not None
         return before, after
@@ -244,16 +239,7 @@ class PromptQueries(StoreBase):
             .where(m.AliasEvent.prompt_id == prompt.id, m.AliasEvent.alias == alias)
             .order_by(m.AliasEvent.id.desc())  # type: ignore[union-attr]
         ).all()
-        # Each rollback undoes one earlier "set": skip as many sets as rollbacks seen.
-        skip, target_id = 0, None
-        for ev in events:
-            if ev.action == "rollback":
-                skip += 1
-            elif skip:
-                skip -= 1
-            else:
-                target_id = ev.from_version_id
-                break
+        target_id = rollback_source((ev.action, ev.from_version_id) for ev in events)
         return s.get(m.PromptVersion, target_id) if target_id is not None else None
 
     def _move_alias(
@@ -277,29 +263,21 @@ class PromptQueries(StoreBase):
         if row is None:
             row = m.PromptAlias(prompt_id=prompt.id, alias=alias, version_id=target.id)
         row.version_id = target.id  # type: ignore[assignment]
-        row.updated_at = utcnow()
-        s.add(row)
-        s.add(
-            m.AliasEvent(
-                prompt_id=prompt.id,  # type: ignore[arg-type]
-                alias=alias,
-                action=action,
-                from_version_id=before.id if before else None,
-                to_version_id=target.id,  # type: ignore[arg-type]
-                author=author,
-            )
-        )
-        add_event(
-            s,
-            project_id=prompt.project_id,
-            action="rollback" if action == "rollback" else "alias moved",
-            target=f"{prompt.name}@{alias}",
+        history = m.AliasEvent(
+            prompt_id=prompt.id,  # type: ignore[arg-type]
+            alias=alias,
+            action=action,
+            from_version_id=before.id if before else None,
+            to_version_id=target.id,  # type: ignore[arg-type]
             author=author,
-            from_value=f"v{before.version}" if before else None,
-            to_value=f"v{target.version}",
-            reason=reason,
         )
-        return (before.version if before else None), target.version
+        previous = before.version if before else None
+        record_move(
+            s, row, history, project_id=prompt.project_id, moved="alias moved",
+            target=f"{prompt.name}@{alias}", action=action, author=author, reason=reason,
+            before=previous, after=target.version,
+        )  # fmt: skip
+        return previous, target.version
 
     def alias_log(self, project: str, name: str) -> list[dict[str, Any]]:
         """The audit log of a prompt's aliases, oldest first."""

@@ -81,26 +81,10 @@ def last_trace() -> Trace:
 
 
 def _since_ns(since: Any) -> int | None:
-    if since is None:
-        return None
-    if isinstance(since, _dt.timedelta):
-        return time.time_ns() - int(since.total_seconds() * 1e9)
-    if isinstance(since, str):
-        try:
-            since = _dt.datetime.fromisoformat(since)
-        except ValueError:
-            raise LLMOpsError(
-                f"since={since!r} is not an ISO date or time (e.g. '2026-11-22T10:00')"
-            ) from None
-    if isinstance(since, _dt.datetime):
-        if since.tzinfo is None:
-            since = since.astimezone()  # a naive time is the user's local time
-        return int(since.timestamp() * 1e9)
-    if isinstance(since, _dt.date):
-        return _since_ns(_dt.datetime(since.year, since.month, since.day))
-    if isinstance(since, (int, float)):
-        return int(since)
-    raise LLMOpsError(f"since must be a datetime, timedelta or ISO string, not {since!r}")
+    """A duration back from now, a date or time (naive is the user's local time) or epoch ns."""
+    from ..timespans import since_ns
+
+    return None if since is None else since_ns(since, naive="local")
 
 
 def _run_id(run: Any) -> int | None:

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from .. import config, monitoring
+from ..timespans import Duration, Since, Until, parse_until
 
 __all__ = ["METRICS", "alerts_section", "audit_section", "dashboard_section", "ops_view"]
 
@@ -26,13 +27,13 @@ MAX_EVENTS = 50  # audit events and alert firings listed, latest first
 
 
 def ops_view(
-    since: str | _dt.datetime | _dt.date | _dt.timedelta = "7d",
-    every: str | _dt.timedelta = "1h",
-    by: str = "model",
+    since: Since = monitoring.DEFAULT_SINCE,
+    every: Duration = monitoring.DEFAULT_EVERY,
+    by: str = monitoring.DEFAULT_BY,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: str | _dt.datetime | _dt.date | None = None,
+    until: Until | None = None,
 ) -> dict[str, Any]:
     """What the Ops tab and `lo.dashboard` show: {"kind": "ops", "project", "sections"}."""
     project = project or config.current_project()
@@ -96,16 +97,16 @@ def audit_section(project: str) -> dict[str, Any]:
 
 
 def dashboard_section(
-    since: Any = "7d",
-    every: Any = "1h",
-    by: str = "model",
+    since: Since = monitoring.DEFAULT_SINCE,
+    every: Duration = monitoring.DEFAULT_EVERY,
+    by: str = monitoring.DEFAULT_BY,
     model: str | None = None,
     prompt: str | None = None,
     project: str | None = None,
-    until: Any = None,
+    until: Until | None = None,
 ) -> dict[str, Any]:
     """Per group totals over the range, and the series per bucket (`lo.monitor`'s rows)."""
-    end = monitoring.parse_since(until, _now(), name="until") if until is not None else _now()
+    end = parse_until(until)
     start = monitoring.parse_since(since, end)
     step = monitoring.parse_duration(every, name="every")
     scope = {"model": model, "prompt": prompt, "project": project, "until": end}
@@ -138,10 +139,6 @@ def _jsonable(row: dict[str, Any], by: str) -> dict[str, Any]:
             value = None
         out[key] = value
     return out
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
 
 
 def _iso(when: _dt.datetime) -> str:
