@@ -560,9 +560,11 @@ class OpsHandler(BaseHandler):
     @tornado.web.authenticated
     @api
     async def get(self) -> None:
-        since = self.str_arg("since") or "7d"
-        every = self.str_arg("every") or "1h"
-        by = self.str_arg("by") or "model"
+        from ..monitoring import DEFAULT_BY, DEFAULT_EVERY, DEFAULT_SINCE
+
+        since = self.str_arg("since") or DEFAULT_SINCE
+        every = self.str_arg("every") or DEFAULT_EVERY
+        by = self.str_arg("by") or DEFAULT_BY
         until = self.str_arg("until")
         self.reply(await self.query(_ops_view, self.project(), since, every, by, until))
 

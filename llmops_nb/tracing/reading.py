@@ -8,8 +8,6 @@ message, never wait on the writer's retries.
 
 from __future__ import annotations
 
-import datetime as _dt
-import time
 from typing import TYPE_CHECKING, Any
 
 from .. import config
