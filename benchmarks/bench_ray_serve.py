@@ -24,34 +24,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_serving import QUESTION, one, sequential, start_endpoint  # noqa: E402
+from bench_serving import QUESTION, concurrent, sequential, start_endpoint  # noqa: E402
 
 CONCURRENCY = 32
-
-
-async def concurrent(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> float:
-    """Requests per second with CONCURRENCY requests in flight."""
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(CONCURRENCY):  # warm the connections (and every replica)
-            await one(session, url, body, headers)
-        queue = iter(range(n))
-
-        async def worker() -> None:
-            for _ in queue:
-                await one(session, url, body, headers)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -97,7 +77,11 @@ def main() -> None:
         for label, url in (("aiohttp", base), ("ray serve", on_ray.url)):
             target = f"{url}/chat/completions"
             one_by_one = asyncio.run(sequential(target, body, headers, args.sequential))
-            rps = asyncio.run(concurrent(target, body, headers, args.concurrent))
+            rps = asyncio.run(
+                concurrent(
+                    target, body, headers, args.concurrent, concurrency=CONCURRENCY, warm=True
+                )
+            )
             figures[label] = (statistics.median(one_by_one), rps)
         print(f"one at a time ({args.sequential}) p50, and concurrency {CONCURRENCY} "
               f"({args.concurrent} requests):")  # fmt: skip

@@ -83,12 +83,23 @@ async def sequential(
         return [await one(session, url, body, headers) for _ in range(n)]
 
 
-async def concurrent(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> float:
-    """Requests per second with CONCURRENCY requests in flight."""
+async def concurrent(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    n: int,
+    *,
+    concurrency: int = CONCURRENCY,
+    warm: bool = False,
+) -> float:
+    """Requests per second with CONCURRENCY requests in flight; WARM opens every
+    connection first (so each of several replicas has answered before the clock starts)."""
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(concurrency if warm else 0):
+            await one(session, url, body, headers)
         queue = iter(range(n))
 
         async def worker() -> None:
@@ -96,7 +107,7 @@ async def concurrent(url: str, body: dict[str, Any], headers: dict[str, str], n:
                 await one(session, url, body, headers)
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         return n / (time.perf_counter() - start)
 
 
